@@ -1,0 +1,316 @@
+import { CompareResult, CompareTarget, type IRequestOp } from 'etcd3';
+import { Observable, type Subscriber } from 'rxjs';
+import { ClosedError, ClusterMismatchError, EtcdKeyError, EtcdRequestError } from '../errors.js';
+import { defaultLogger, type Logger } from '../log.js';
+import { type Connection, openConnection, toLinkError, withDeadline } from './connection.js';
+import { Gate } from './gate.js';
+import { prefixEnd, readRange, subtreeRange } from './range.js';
+import {
+  type ConnectionOptions,
+  type EtcdSettings,
+  loadSettings,
+  type SnakeCaseConnectionOptions,
+} from './settings.js';
+import { discoverBySrv, type SrvResolver } from './srv.js';
+import { loadTlsMaterial } from './tls.js';
+import { buildTree, childPrefix, flattenTree, normalizePath, type Tree, type TreeInput } from './tree.js';
+import { type EtcdChange, type WatchOptions, watchPrefix } from './watch.js';
+
+export interface MiddlewareOptions extends ConnectionOptions, SnakeCaseConnectionOptions {
+  /** Where middleware.conf is looked up (`<confDir>/link/etcd/middleware.conf`). Default `$B3J0F_CONF_DIR` or `~/etc`. */
+  confDir?: string;
+  /**
+   * Endpoints as URLs (`http://10.0.0.1:2379,https://...`), overriding `host`,
+   * `port` and `protocol`: the CLI's `--endpoints`.
+   */
+  endpoints?: string | readonly string[];
+  /** A pino logger; default JSON on stderr at `LINK_ETCD_LOG_LEVEL` (default `warn`). */
+  logger?: Logger;
+  /** DNS SRV lookup, replaceable for tests. */
+  srvResolver?: SrvResolver;
+}
+
+/** How many times `set` re-reads and retries when another writer changes the subtree under it. */
+const SET_ATTEMPTS = 5;
+
+interface Live {
+  readonly settings: EtcdSettings;
+  readonly conn: Connection;
+  readonly gate: Gate;
+  /** Resolves once the cluster answered and matched `expected_cluster_id`. */
+  verified?: Promise<void>;
+}
+
+/**
+ * An etcd v3 client with link.etcd's dict protocol: `set` a nested value,
+ * `get` the tree back, `delete` a subtree, `has` a path, and `watch` a prefix.
+ * Settings come from `$B3J0F_CONF_DIR/link/etcd/middleware.conf`, overridden
+ * by the constructor's options. It connects lazily, on first use.
+ */
+export class EtcdMiddleware {
+  private readonly options: MiddlewareOptions;
+  private readonly logger: Logger;
+  private live: Promise<Live> | undefined;
+  private readonly streams = new Set<Subscriber<EtcdChange>>();
+  private closed = false;
+
+  constructor(options: MiddlewareOptions = {}) {
+    this.options = options;
+    this.logger = options.logger ?? defaultLogger();
+  }
+
+  /** Opens the connection and checks the cluster answers (and is the expected one). Idempotent. */
+  async connect(): Promise<this> {
+    const live = await this.open();
+    await this.verify(live);
+    return this;
+  }
+
+  /** Closes the connection and completes the watch streams; the next call connects again. */
+  async disconnect(): Promise<void> {
+    const live = this.live;
+    this.live = undefined;
+    for (const s of [...this.streams]) s.complete();
+    if (live) (await live.catch(() => undefined))?.conn.pool.close();
+  }
+
+  /** True while a connection is open (as in link.etcd: opened, not necessarily healthy). */
+  isconnected(): boolean {
+    return this.live !== undefined && !this.closed;
+  }
+
+  /** The resolved settings (the password shows as `***` when printed). */
+  async settings(): Promise<EtcdSettings> {
+    return (await this.open()).settings;
+  }
+
+  /**
+   * Replaces the subtree at `path` with `value`: a dict as keys, a list as
+   * children `1..n`, a scalar as its text; keys under `path` that `value`
+   * lacks are deleted. One transaction, so no reader sees half of it; past
+   * `max_txn_ops` operations the write is split into several transactions
+   * (new keys first, stale keys last) and is then NOT atomic.
+   */
+  async set(path: string, value: TreeInput): Promise<void> {
+    const at = normalizePath(path);
+    const entries = flattenTree(at, value);
+    await this.call(async ({ conn, settings }) => {
+      for (let attempt = 1; attempt <= SET_ATTEMPTS; attempt++) {
+        const current = await this.readSubtree(conn, settings, at, true);
+        const stale = current.kvs.filter((kv) => !entries.has(kv.key)).map((kv) => kv.key);
+        const ops: IRequestOp[] = [
+          ...stale.map((key) => ({ request_delete_range: { key: Buffer.from(key) } })),
+          ...[...entries].map(([key, v]) => ({
+            request_put: { key: Buffer.from(key), value: Buffer.from(v) },
+          })),
+        ];
+        if (ops.length === 0) return;
+        if (ops.length > settings.maxTxnOps) {
+          await this.writeInChunks(
+            conn,
+            settings.maxTxnOps,
+            ops.slice(stale.length),
+            ops.slice(0, stale.length),
+          );
+          return;
+        }
+        const range = subtreeRange(at, childPrefix(at));
+        const res = await conn.kv.txn({
+          // Nothing in the subtree changed since we read it; otherwise read again.
+          compare: [
+            {
+              key: range.key,
+              range_end: range.range_end,
+              target: CompareTarget.Mod,
+              result: CompareResult.Less,
+              mod_revision: current.revision + 1,
+            },
+          ],
+          success: ops,
+        });
+        if (res.succeeded) return;
+      }
+      throw new EtcdRequestError(
+        `\`${at}\` kept changing under ${SET_ATTEMPTS} attempts to replace it: another writer is busy there; retry`,
+      );
+    });
+  }
+
+  /** The value at `path`: its text, or the tree under it. Rejects with {@link EtcdKeyError} when nothing is there. */
+  async get(path: string): Promise<Tree> {
+    const at = normalizePath(path);
+    const tree = await this.call(async ({ conn, settings }) => {
+      const { kvs } = await this.readSubtree(conn, settings, at, false);
+      return buildTree(
+        at,
+        kvs.map((kv) => [kv.key, kv.value] as const),
+      );
+    });
+    if (tree === undefined) throw new EtcdKeyError(at);
+    return tree;
+  }
+
+  /** Whether `path` has a value or anything under it. */
+  async has(path: string): Promise<boolean> {
+    const at = normalizePath(path);
+    return this.call(async ({ conn }) => {
+      const res = await conn.kv.txn({
+        success: [
+          { request_range: { key: Buffer.from(at), count_only: true } },
+          {
+            request_range: {
+              key: Buffer.from(childPrefix(at)),
+              range_end: prefixEnd(childPrefix(at)),
+              count_only: true,
+            },
+          },
+        ],
+      });
+      return res.responses.some((r) => Number(r.response_range.count) > 0);
+    });
+  }
+
+  /** Deletes `path` and everything under it, atomically. Rejects with {@link EtcdKeyError} when nothing was there. */
+  async delete(path: string): Promise<void> {
+    const at = normalizePath(path);
+    const deleted = await this.call(async ({ conn }) => {
+      // Two ranges in one transaction: one range from `path` to the end of `path/` would take siblings like `path-x`.
+      const res = await conn.kv.txn({
+        success: [
+          { request_delete_range: { key: Buffer.from(at) } },
+          {
+            request_delete_range: {
+              key: Buffer.from(childPrefix(at)),
+              range_end: prefixEnd(childPrefix(at)),
+            },
+          },
+        ],
+      });
+      return res.responses.reduce((n, r) => n + Number(r.response_delete_range.deleted), 0);
+    });
+    if (deleted === 0) throw new EtcdKeyError(at);
+  }
+
+  /**
+   * Every change under `prefix` (a key prefix, as given), in revision order,
+   * none lost or repeated across reconnections; see {@link watchPrefix}.
+   * Completes on `close()`; unsubscribing cancels the etcd watch.
+   */
+  watch(prefix: string, options?: WatchOptions): Observable<EtcdChange> {
+    if (this.closed) return new Observable((s) => s.error(new ClosedError()));
+    return watchPrefix(
+      {
+        connection: async () => (await this.open()).conn,
+        logger: this.logger,
+        pageSize: this.options.pageSize === undefined ? 1000 : Number(this.options.pageSize),
+        register: (subscriber) => {
+          this.streams.add(subscriber);
+          return () => this.streams.delete(subscriber);
+        },
+      },
+      prefix,
+      options,
+    );
+  }
+
+  /** Completes every watch stream and closes the connection. The middleware cannot be used again. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.disconnect();
+    this.closed = true;
+  }
+
+  private open(): Promise<Live> {
+    if (this.closed) return Promise.reject(new ClosedError());
+    if (this.live === undefined) {
+      const live = this.build();
+      this.live = live;
+      // A failed open (bad settings) is not cached: fixing the file and calling again works.
+      live.catch(() => {
+        if (this.live === live) this.live = undefined;
+      });
+    }
+    return this.live;
+  }
+
+  private async build(): Promise<Live> {
+    const { endpoints, ...options } = this.options;
+    const urls = typeof endpoints === 'string' ? endpoints.split(',') : endpoints;
+    const fromUrls =
+      urls === undefined
+        ? {}
+        : {
+            host: urls.map((u) => u.trim()).filter((u) => u !== ''),
+            protocol: urls.some((u) => u.trim().startsWith('https://')) ? 'https' : 'http',
+          };
+    let settings = await loadSettings({ confDir: options.confDir, options: { ...options, ...fromUrls } });
+    let hosts = settings.hosts;
+    if (settings.srvDomain !== undefined && urls === undefined) {
+      const found = await discoverBySrv(settings.srvDomain, settings.source, this.options.srvResolver);
+      hosts = found.hosts;
+      if (found.secure) settings = { ...settings, protocol: 'https' };
+    }
+    const tls = await loadTlsMaterial(settings);
+    const conn = openConnection(settings, hosts, tls);
+    return { settings, conn, gate: new Gate(settings.perHostPoolSize * hosts.length) };
+  }
+
+  private verify(live: Live): Promise<void> {
+    live.verified ??= (async () => {
+      const status = await this.bounded(live, () => live.conn.maintenance.status());
+      const expected = live.settings.expectedClusterId;
+      if (expected === undefined) return;
+      const actual = BigInt(status.header.cluster_id).toString(16);
+      if (actual !== expected) throw new ClusterMismatchError(expected, actual, live.conn.endpoints);
+    })();
+    // A failed check is retried on the next call: etcd may come up, or the file be fixed.
+    live.verified.catch(() => {
+      live.verified = undefined;
+    });
+    return live.verified;
+  }
+
+  /** Runs one operation: connected, verified, under the pool bound and within read_timeout. */
+  private async call<T>(work: (live: Live) => Promise<T>): Promise<T> {
+    const live = await this.open();
+    await this.verify(live);
+    return this.bounded(live, () => work(live));
+  }
+
+  private bounded<T>(live: Live, work: () => Promise<T>): Promise<T> {
+    const { conn, settings } = live;
+    return live.gate
+      .run(() => withDeadline(work(), settings.readTimeoutMs, conn.endpoints))
+      .catch((error: unknown) => {
+        throw toLinkError(error, conn.endpoints);
+      });
+  }
+
+  private async readSubtree(conn: Connection, settings: EtcdSettings, at: string, keysOnly: boolean) {
+    const prefix = childPrefix(at);
+    const snapshot = await readRange(conn.kv, subtreeRange(at, prefix), {
+      pageSize: settings.pageSize,
+      keysOnly,
+    });
+    // The range also spans siblings sorting between `path` and `path/` (`path-x`): keep the subtree only.
+    return {
+      revision: snapshot.revision,
+      kvs: snapshot.kvs.filter((kv) => kv.key === at || kv.key.startsWith(prefix)),
+    };
+  }
+
+  private async writeInChunks(
+    conn: Connection,
+    size: number,
+    puts: IRequestOp[],
+    deletes: IRequestOp[],
+  ): Promise<void> {
+    this.logger.warn(
+      { operations: puts.length + deletes.length, maxTxnOps: size },
+      'tree larger than max_txn_ops: writing it in several transactions (not atomic)',
+    );
+    for (const ops of [puts, deletes]) {
+      for (let i = 0; i < ops.length; i += size) await conn.kv.txn({ success: ops.slice(i, i + size) });
+    }
+  }
+}

@@ -1,0 +1,61 @@
+import type { KVClient } from 'etcd3';
+
+/** One etcd key as we use it: text, with the revisions the sync engine compares. */
+export interface KeyValue {
+  readonly key: string;
+  readonly value: string;
+  readonly modRevision: number;
+}
+
+/** The smallest key greater than every key starting with `prefix` (etcd's range_end for a prefix). */
+export function prefixEnd(prefix: string): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if ((end[i] as number) < 0xff) {
+      end[i] = (end[i] as number) + 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  // All 0xff: the range runs to the end of the keyspace.
+  return Buffer.from([0]);
+}
+
+/** The range holding `path` itself and every key under `path/` (plus siblings between the two, filtered by callers). */
+export function subtreeRange(path: string, prefix: string): { key: Buffer; range_end: Buffer } {
+  return { key: Buffer.from(path), range_end: prefixEnd(prefix) };
+}
+
+/**
+ * Reads a range page by page, every page at the revision of the first, so
+ * the result is one consistent snapshot however large it is. Pages keep each
+ * response far under gRPC's 4 MiB receive limit.
+ */
+export async function readRange(
+  kv: KVClient,
+  range: { key: Buffer; range_end: Buffer },
+  options: { pageSize: number; revision?: number; keysOnly?: boolean },
+): Promise<{ revision: number; kvs: KeyValue[] }> {
+  const kvs: KeyValue[] = [];
+  let cursor = range.key;
+  let revision = options.revision;
+  for (;;) {
+    const res = await kv.range({
+      key: cursor,
+      range_end: range.range_end,
+      limit: options.pageSize,
+      revision: revision ?? 0,
+      keys_only: options.keysOnly ?? false,
+    });
+    revision ??= Number(res.header.revision);
+    for (const item of res.kvs) {
+      kvs.push({
+        key: item.key.toString(),
+        value: item.value.toString(),
+        modRevision: Number(item.mod_revision),
+      });
+    }
+    const last = res.kvs.at(-1);
+    if (!res.more || last === undefined) return { revision, kvs };
+    cursor = Buffer.concat([last.key, Buffer.from([0])]);
+  }
+}

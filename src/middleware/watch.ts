@@ -1,0 +1,287 @@
+import type { IWatchRequest, IWatchResponse } from 'etcd3';
+import type { Logger } from 'pino';
+import { Observable, type Subscriber } from 'rxjs';
+import { EtcdAuthError } from '../errors.js';
+import { type Connection, toLinkError } from './connection.js';
+import { type KeyValue, prefixEnd, readRange } from './range.js';
+
+/** One change under a watched prefix. */
+export interface EtcdChange {
+  readonly type: 'put' | 'delete';
+  readonly key: string;
+  /** The new value of a put. */
+  readonly value?: string;
+  /** The value before the change, when etcd still knew it. */
+  readonly prevValue?: string;
+  /** The etcd revision of the change. For a delete found by a resync: the revision of the re-read. */
+  readonly revision: number;
+  /** Set when the change was found by re-reading the prefix after a gap (compaction), not seen as an event. */
+  readonly resync?: true;
+}
+
+export interface WatchOptions {
+  /**
+   * Emit changes made from this revision on. Default: changes after the
+   * subscription. When etcd has compacted it away, the stream re-reads the
+   * prefix and emits every key as a put (`resync: true`).
+   */
+  readonly startRevision?: number;
+}
+
+export interface WatchContext {
+  readonly connection: () => Promise<Connection>;
+  readonly logger: Logger;
+  readonly pageSize: number;
+  /** Completes every stream on close(); returns the unregister function. */
+  readonly register: (subscriber: Subscriber<EtcdChange>) => () => void;
+}
+
+/** etcd answers a create request in milliseconds; silence this long means a stuck stream (etcd3 issue: create() can hang). */
+const CREATE_TIMEOUT_MS = 5_000;
+const BACKOFF_MIN_MS = 50;
+const BACKOFF_MAX_MS = 2_000;
+
+/** A duplex gRPC stream, as etcd3's pool hands it out. */
+interface WatchStream {
+  write(req: IWatchRequest): void;
+  on(event: 'data', fn: (res: IWatchResponse) => void): WatchStream;
+  on(event: 'error', fn: (err: Error) => void): WatchStream;
+  on(event: 'end', fn: () => void): WatchStream;
+  cancel(): void;
+  end(): void;
+}
+
+/**
+ * The differences between what the subscriber has seen (`known`) and the
+ * prefix now (`current`, read at `revision`), as changes in revision order.
+ */
+export function diffSnapshot(
+  known: ReadonlyMap<string, string>,
+  current: readonly KeyValue[],
+  revision: number,
+): EtcdChange[] {
+  const changes: EtcdChange[] = [];
+  const seen = new Set<string>();
+  for (const kv of current) {
+    seen.add(kv.key);
+    const prev = known.get(kv.key);
+    if (prev === kv.value) continue;
+    changes.push({
+      type: 'put',
+      key: kv.key,
+      value: kv.value,
+      ...(prev === undefined ? {} : { prevValue: prev }),
+      revision: kv.modRevision,
+      resync: true,
+    });
+  }
+  changes.sort((a, b) => a.revision - b.revision);
+  for (const [key, prevValue] of known) {
+    if (!seen.has(key)) changes.push({ type: 'delete', key, prevValue, revision, resync: true });
+  }
+  return changes;
+}
+
+/**
+ * A gapless watch of `prefix`. Unlike etcd3's Watcher, it resumes from the
+ * revision of the last event it delivered (never from a response header,
+ * which runs ahead of the events during catch-up), it never trusts progress
+ * notifications (etcd < 3.4.25 could send them to unsynced watchers), and
+ * when etcd has compacted the revision it needs it re-reads the prefix and
+ * emits the difference. One gRPC stream per subscription keeps one stuck or
+ * cancelled watch from affecting another.
+ */
+export function watchPrefix(
+  ctx: WatchContext,
+  prefix: string,
+  options: WatchOptions = {},
+): Observable<EtcdChange> {
+  return new Observable<EtcdChange>((subscriber) => {
+    const log = ctx.logger.child({ watch: prefix });
+    const rangeEnd = prefixEnd(prefix);
+    const range = { key: Buffer.from(prefix), range_end: rangeEnd };
+    /** What the subscriber has seen of the prefix, to emit the difference after a gap. */
+    let known = new Map<string, string>();
+    /** The revision up to which the subscriber has every change. */
+    let lastRevision = 0;
+    let stream: WatchStream | undefined;
+    let epoch = 0;
+    let closed = false;
+    let backoff = BACKOFF_MIN_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const unregister = ctx.register(subscriber);
+
+    const emit = (change: EtcdChange): void => {
+      if (!closed) subscriber.next(change);
+    };
+
+    const later = (what: string, fn: () => void, error?: unknown): void => {
+      if (closed) return;
+      const delay = backoff + Math.floor(Math.random() * backoff * 0.2);
+      backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+      log.warn({ err: error, retryInMs: delay }, `watch ${what} failed; retrying`);
+      clearTimeout(timer);
+      timer = setTimeout(fn, delay);
+    };
+
+    const dropStream = (): void => {
+      epoch++;
+      const old = stream;
+      stream = undefined;
+      if (old) {
+        try {
+          old.cancel();
+        } catch {
+          // Already gone: nothing to cancel.
+        }
+      }
+    };
+
+    /** Re-reads the prefix and emits what changed since `known`; `initial` seeds without emitting. */
+    const resync = async (mode: 'initial' | 'start' | 'gap'): Promise<void> => {
+      try {
+        const revision = mode === 'start' ? (options.startRevision as number) - 1 : undefined;
+        if (revision === 0) {
+          // Revision 0 is the empty keyspace: everything from revision 1 on arrives as events.
+          lastRevision = 0;
+          connect();
+          return;
+        }
+        const conn = await ctx.connection();
+        const snapshot = await readRange(conn.kv, range, { pageSize: ctx.pageSize, revision });
+        if (closed) return;
+        if (mode === 'gap') {
+          log.warn(
+            { from: lastRevision + 1, to: snapshot.revision },
+            'watch revision compacted: re-read the prefix',
+          );
+          for (const change of diffSnapshot(known, snapshot.kvs, snapshot.revision)) {
+            if (change.type === 'put') known.set(change.key, change.value as string);
+            else known.delete(change.key);
+            emit(change);
+          }
+        } else {
+          known = new Map(snapshot.kvs.map((kv) => [kv.key, kv.value]));
+        }
+        lastRevision = snapshot.revision;
+        connect();
+      } catch (error) {
+        if (mode === 'start' && /compacted/.test(String((error as Error).message))) {
+          // The history asked for is gone: the subscriber knows nothing, so every key is a change.
+          known = new Map();
+          void resync('gap');
+          return;
+        }
+        const failure = toLinkError(error, []);
+        if (failure instanceof EtcdAuthError) return subscriber.error(failure);
+        later('read', () => void resync(mode), error);
+      }
+    };
+
+    const onResponse = (res: IWatchResponse, myEpoch: number, created: () => void): void => {
+      if (myEpoch !== epoch || closed) return;
+      if (res.created) created();
+      if (res.canceled) {
+        dropStream();
+        const compacted = Number(res.compact_revision);
+        if (compacted > 0) {
+          void resync('gap');
+          return;
+        }
+        const reason = res.cancel_reason || 'cancelled by etcd';
+        if (/permission denied|auth/i.test(reason)) {
+          subscriber.error(new EtcdAuthError(`watch on \`${prefix}\` cancelled: ${reason}`));
+          return;
+        }
+        later('stream', connect, new Error(reason));
+        return;
+      }
+      // A repeated response (possible after a reconnect race) carries revisions we already delivered.
+      const floor = lastRevision;
+      for (const ev of res.events) {
+        const revision = Number(ev.kv.mod_revision);
+        if (revision <= floor) continue;
+        const key = ev.kv.key.toString();
+        const prevValue = ev.prev_kv ? ev.prev_kv.value.toString() : known.get(key);
+        if (ev.type === 'Put') {
+          const value = ev.kv.value.toString();
+          known.set(key, value);
+          emit({ type: 'put', key, value, ...(prevValue === undefined ? {} : { prevValue }), revision });
+        } else {
+          known.delete(key);
+          emit({ type: 'delete', key, ...(prevValue === undefined ? {} : { prevValue }), revision });
+        }
+        lastRevision = Math.max(lastRevision, revision);
+      }
+    };
+
+    const connect = (): void => {
+      if (closed) return;
+      dropStream();
+      const myEpoch = epoch;
+      void ctx
+        .connection()
+        .then((conn) =>
+          conn.pool.withConnection('Watch', ({ client, metadata, resource }) => {
+            // `hasleader`: a member cut off from its leader fails the stream instead of going silent.
+            const md = metadata.clone();
+            md.set('hasleader', 'true');
+            const s = (client as unknown as { watch(md: unknown, opts: object): WatchStream }).watch(md, {});
+            return { s, resource, pool: conn.pool };
+          }),
+        )
+        .then(({ s, resource, pool }) => {
+          if (myEpoch !== epoch || closed) {
+            s.cancel();
+            return;
+          }
+          stream = s;
+          const createTimer = setTimeout(() => {
+            if (myEpoch !== epoch) return;
+            dropStream();
+            later('creation (no answer in 5 s)', connect);
+          }, CREATE_TIMEOUT_MS);
+          const created = () => {
+            clearTimeout(createTimer);
+            backoff = BACKOFF_MIN_MS;
+          };
+          s.on('data', (res) => onResponse(res, myEpoch, created));
+          s.on('error', (err) => {
+            clearTimeout(createTimer);
+            if (myEpoch !== epoch || closed) return;
+            pool.markFailed(resource, err);
+            dropStream();
+            later('stream', connect, err);
+          });
+          s.on('end', () => {
+            clearTimeout(createTimer);
+            if (myEpoch !== epoch || closed) return;
+            dropStream();
+            later('stream', connect, new Error('stream ended by the server'));
+          });
+          s.write({
+            create_request: {
+              key: range.key,
+              range_end: rangeEnd,
+              start_revision: lastRevision + 1,
+              prev_kv: true,
+            },
+          });
+        })
+        .catch((error: unknown) => {
+          if (myEpoch !== epoch) return;
+          later('connection', connect, error);
+        });
+    };
+
+    if (options.startRevision !== undefined && options.startRevision > 0) void resync('start');
+    else void resync('initial');
+
+    return () => {
+      closed = true;
+      clearTimeout(timer);
+      dropStream();
+      unregister();
+    };
+  });
+}
