@@ -35,8 +35,11 @@ export function flattenTree(path: string, value: TreeInput): Map<string, string>
     if (typeof node === 'string') out.set(key, node);
     else if (typeof node === 'number' || typeof node === 'bigint' || typeof node === 'boolean')
       out.set(key, String(node));
-    else if (Array.isArray(node)) node.forEach((child, i) => walk(`${childPrefix(key)}${i + 1}`, child));
-    else if (node !== null && typeof node === 'object') {
+    else if (Array.isArray(node)) {
+      node.forEach((child, i) => {
+        walk(`${childPrefix(key)}${i + 1}`, child);
+      });
+    } else if (node !== null && typeof node === 'object') {
       for (const [name, child] of Object.entries(node)) walk(`${childPrefix(key)}${name}`, child);
     } else {
       throw new TypeError(
