@@ -4,6 +4,7 @@ import { ClosedError, ClusterMismatchError, EtcdKeyError, EtcdRequestError } fro
 import { defaultLogger, type Logger } from '../log.js';
 import { type Connection, openConnection, toLinkError, withDeadline } from './connection.js';
 import { Gate } from './gate.js';
+import { GuardedObservable } from './guarded.js';
 import { prefixEnd, readRange, subtreeRange } from './range.js';
 import {
   type ConnectionOptions,
@@ -198,7 +199,7 @@ export class EtcdMiddleware {
    */
   watch(prefix: string, options?: WatchOptions): Observable<EtcdChange> {
     if (this.closed) return new Observable((s) => s.error(new ClosedError()));
-    return watchPrefix(
+    const changes = watchPrefix(
       {
         connection: async () => (await this.open()).conn,
         logger: this.logger,
@@ -210,6 +211,12 @@ export class EtcdMiddleware {
       },
       prefix,
       options,
+    );
+    return new GuardedObservable(changes, (error, callback) =>
+      this.logger.error(
+        { err: error, watch: prefix },
+        `a subscriber's ${callback} callback threw; the stream goes on`,
+      ),
     );
   }
 
