@@ -1,0 +1,114 @@
+import { Command, CommanderError, Option } from 'commander';
+import { LinkEtcdError } from '../errors.js';
+import { EtcdMiddleware, type MiddlewareOptions } from '../middleware/middleware.js';
+import { parseCliValue } from './parse-value.js';
+
+export interface CliIo {
+  readonly stdout: (line: string) => void;
+  readonly stderr: (line: string) => void;
+  /** Resolves when the process is asked to stop (SIGINT/SIGTERM). */
+  readonly stopped: Promise<void>;
+}
+
+interface GlobalFlags {
+  endpoints?: string;
+  confDir?: string;
+}
+
+const VERSION = '0.1.0';
+
+function middleware(flags: GlobalFlags): EtcdMiddleware {
+  const options: MiddlewareOptions = {};
+  if (flags.endpoints !== undefined) options.endpoints = flags.endpoints;
+  if (flags.confDir !== undefined) options.confDir = flags.confDir;
+  return new EtcdMiddleware(options);
+}
+
+async function withClient<T>(flags: GlobalFlags, work: (c: EtcdMiddleware) => Promise<T>): Promise<T> {
+  const client = middleware(flags);
+  try {
+    return await work(client);
+  } finally {
+    await client.close();
+  }
+}
+
+/**
+ * Runs one command line and returns the exit code: 0 ok, 1 failure, 2 usage.
+ * Only this function catches every error; the rest throw typed ones.
+ */
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  const program = new Command('link-etcd')
+    .description('etcd <-> .conf files: the dict protocol of link.etcd on the command line')
+    .version(VERSION)
+    .addOption(
+      new Option('--endpoints <urls>', 'etcd endpoints, comma-separated (overrides middleware.conf)'),
+    )
+    .addOption(new Option('--conf-dir <dir>', 'configuration directory (default $B3J0F_CONF_DIR or ~/etc)'))
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.stdout(s.replace(/\n$/, '')),
+      writeErr: (s) => io.stderr(s.replace(/\n$/, '')),
+    })
+    .showHelpAfterError('(run link-etcd --help for usage)');
+  const flags = () => program.opts<GlobalFlags>();
+
+  program
+    .command('get')
+    .description('print the text at PATH, or the tree under it as JSON')
+    .argument('<path>')
+    .action(async (path: string) => {
+      const value = await withClient(flags(), (c) => c.get(path));
+      io.stdout(typeof value === 'string' ? value : JSON.stringify(value));
+    });
+  program
+    .command('set')
+    .description('write VALUE at PATH: a JSON object or array becomes a tree, anything else is text')
+    .argument('<path>')
+    .argument('<value>')
+    .action(async (path: string, value: string) => {
+      await withClient(flags(), (c) => c.set(path, parseCliValue(value)));
+    });
+  program
+    .command('del')
+    .description('delete PATH and everything under it')
+    .argument('<path>')
+    .action(async (path: string) => {
+      await withClient(flags(), (c) => c.delete(path));
+    });
+  program
+    .command('watch')
+    .description('print every change under the key PREFIX as one JSON object a line, until stopped')
+    .argument('<prefix>')
+    .action(async (prefix: string) => {
+      await withClient(flags(), async (c) => {
+        let failure: unknown;
+        const done = new Promise<void>((resolve) => {
+          c.watch(prefix).subscribe({
+            next: (e) =>
+              io.stdout(JSON.stringify({ type: e.type, key: e.key, value: e.value, revision: e.revision })),
+            error: (err: unknown) => {
+              failure = err;
+              resolve();
+            },
+            complete: resolve,
+          });
+        });
+        await Promise.race([done, io.stopped]);
+        if (failure !== undefined) throw failure;
+      });
+    });
+
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // --help and --version exit through here with code 0.
+      return error.exitCode === 0 ? 0 : 2;
+    }
+    const message = error instanceof LinkEtcdError || error instanceof Error ? error.message : String(error);
+    io.stderr(`link-etcd: ${message.split('\n')[0]}`);
+    return 1;
+  }
+}
