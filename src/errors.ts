@@ -10,7 +10,9 @@ export type LinkEtcdErrorCode =
   | 'ETCD_AUTH'
   | 'CLUSTER_MISMATCH'
   | 'ETCD_REQUEST'
-  | 'CLOSED';
+  | 'CLOSED'
+  | 'BAD_VALUE'
+  | 'MISSING_PARAMETER';
 
 export class LinkEtcdError extends Error {
   readonly code: LinkEtcdErrorCode;
@@ -107,5 +109,31 @@ export class EtcdRequestError extends LinkEtcdError {
 export class ClosedError extends LinkEtcdError {
   constructor() {
     super('CLOSED', 'The EtcdMiddleware is closed: create a new one');
+  }
+}
+
+/** One parameter whose stored text is not a value of its type, or a required one that is missing. */
+export interface ConfIssue {
+  readonly path: string;
+  readonly category: string;
+  readonly parameter: string;
+  /** The stored text; undefined when the parameter is missing. */
+  readonly raw: string | undefined;
+  readonly reason: string;
+}
+
+function describeIssue(i: ConfIssue): string {
+  const where = `${i.path} [${i.category}] ${i.parameter}`;
+  return i.raw === undefined ? `${where}: ${i.reason}` : `${where} = \`${i.raw}\`: ${i.reason}`;
+}
+
+/** Stored configuration that does not fit its declaration (`BAD_VALUE`, or `MISSING_PARAMETER` when only required ones lack). */
+export class ConfValueError extends LinkEtcdError {
+  readonly issues: readonly ConfIssue[];
+
+  constructor(issues: readonly ConfIssue[]) {
+    const missingOnly = issues.every((i) => i.raw === undefined);
+    super(missingOnly ? 'MISSING_PARAMETER' : 'BAD_VALUE', issues.map(describeIssue).join('; '));
+    this.issues = issues;
   }
 }
