@@ -57,7 +57,8 @@ export function category<const N extends string, const P extends readonly Parame
 ): Category<N, P> {
   const seen = new Set<string>();
   for (const p of parameters) {
-    if (seen.has(p.name)) throw new TypeError(`Parameter \`${p.name}\` is declared twice in category ${name}`);
+    if (seen.has(p.name))
+      throw new TypeError(`Parameter \`${p.name}\` is declared twice in category ${name}`);
     seen.add(p.name);
   }
   return { name, parameters };
@@ -92,11 +93,8 @@ type CategoriesValues<C extends readonly Category[]> = {
 };
 
 /** The typed values of a declaration: `{ CATEGORY: { param: value } }`. */
-export type ConfValues<D extends ConfDeclaration> = D extends Configuration<infer C>
-  ? CategoriesValues<C>
-  : D extends Category
-    ? CategoriesValues<[D]>
-    : never;
+export type ConfValues<D extends ConfDeclaration> =
+  D extends Configuration<infer C> ? CategoriesValues<C> : D extends Category ? CategoriesValues<[D]> : never;
 
 /** Untyped values as stored: category -> parameter -> text. */
 export type RawConf = Record<string, Record<string, string>>;

@@ -24,11 +24,18 @@ async function resolveCategory(
   const entries = await Promise.all(
     cat.parameters.map(async (p): Promise<[string, unknown]> => {
       // What a parameter falls back to when its stored text is unusable: its last good value, else its default.
-      const fallback = previous !== undefined && Object.hasOwn(previous, p.name) ? previous[p.name] : p.default;
+      const fallback =
+        previous !== undefined && Object.hasOwn(previous, p.name) ? previous[p.name] : p.default;
       const text = rawOf(raw, cat.name, p.name);
       if (text === undefined) {
         if (p.required && p.default === undefined) {
-          issues.push({ path, category: cat.name, parameter: p.name, raw: undefined, reason: 'required, but missing' });
+          issues.push({
+            path,
+            category: cat.name,
+            parameter: p.name,
+            raw: undefined,
+            reason: 'required, but missing',
+          });
           return [p.name, fallback];
         }
         return [p.name, p.default];
@@ -73,7 +80,12 @@ export function layerRaw(layers: readonly RawConf[]): RawConf {
   for (const layer of layers) {
     for (const [cat, params] of Object.entries(layer)) {
       const section = Object.hasOwn(out, cat) ? (out[cat] as Record<string, string>) : {};
-      Object.defineProperty(out, cat, { value: { ...section, ...params }, enumerable: true, writable: true, configurable: true });
+      Object.defineProperty(out, cat, {
+        value: { ...section, ...params },
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     }
   }
   return out;

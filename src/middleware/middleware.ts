@@ -1,5 +1,5 @@
 import { CompareResult, CompareTarget, type IRequestOp } from 'etcd3';
-import { Observable, type Subscriber } from 'rxjs';
+import { mergeMap, Observable, type Subscriber } from 'rxjs';
 import { ClosedError, ClusterMismatchError, EtcdKeyError, EtcdRequestError } from '../errors.js';
 import { defaultLogger, type Logger } from '../log.js';
 import { type Connection, openConnection, toLinkError, withDeadline } from './connection.js';
@@ -15,7 +15,7 @@ import {
 import { discoverBySrv, type SrvResolver } from './srv.js';
 import { loadTlsMaterial } from './tls.js';
 import { buildTree, childPrefix, flattenTree, normalizePath, type Tree, type TreeInput } from './tree.js';
-import { type EtcdChange, type WatchOptions, watchPrefix } from './watch.js';
+import { type EtcdChange, type WatchBatch, type WatchOptions, watchBatches } from './watch.js';
 
 export interface MiddlewareOptions extends ConnectionOptions, SnakeCaseConnectionOptions {
   /** Where middleware.conf is looked up (`<confDir>/link/etcd/middleware.conf`). Default `$B3J0F_CONF_DIR` or `~/etc`. */
@@ -52,7 +52,7 @@ export class EtcdMiddleware {
   private readonly options: MiddlewareOptions;
   private readonly logger: Logger;
   private live: Promise<Live> | undefined;
-  private readonly streams = new Set<Subscriber<EtcdChange>>();
+  private readonly streams = new Set<Subscriber<WatchBatch>>();
   private closed = false;
 
   constructor(options: MiddlewareOptions = {}) {
@@ -194,12 +194,29 @@ export class EtcdMiddleware {
 
   /**
    * Every change under `prefix` (a key prefix, as given), in revision order,
-   * none lost or repeated across reconnections; see {@link watchPrefix}.
+   * none lost or repeated across reconnections; see {@link watchBatches}.
    * Completes on `close()`; unsubscribing cancels the etcd watch.
    */
   watch(prefix: string, options?: WatchOptions): Observable<EtcdChange> {
     if (this.closed) return new Observable((s) => s.error(new ClosedError()));
-    const changes = watchPrefix(
+    const changes = this.batches(prefix, options).pipe(mergeMap((batch) => batch.changes));
+    return new GuardedObservable(changes, (error, callback) =>
+      this.logger.error(
+        { err: error, watch: prefix },
+        `a subscriber's ${callback} callback threw; the stream goes on`,
+      ),
+    );
+  }
+
+  /**
+   * The changes under `prefix` grouped as etcd delivered them (one batch per
+   * transaction at most), each with the prefix's whole state after it; the
+   * first batch is the state at subscription. What drivers and the sync
+   * engine build on.
+   */
+  batches(prefix: string, options?: WatchOptions): Observable<WatchBatch> {
+    if (this.closed) return new Observable((s) => s.error(new ClosedError()));
+    return watchBatches(
       {
         connection: async () => (await this.open()).conn,
         logger: this.logger,
@@ -211,12 +228,6 @@ export class EtcdMiddleware {
       },
       prefix,
       options,
-    );
-    return new GuardedObservable(changes, (error, callback) =>
-      this.logger.error(
-        { err: error, watch: prefix },
-        `a subscriber's ${callback} callback threw; the stream goes on`,
-      ),
     );
   }
 

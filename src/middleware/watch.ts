@@ -28,12 +28,26 @@ export interface WatchOptions {
   readonly startRevision?: number;
 }
 
+/**
+ * What one etcd watch response (or one resync) changed, with the prefix's
+ * whole state after it. `state` is a live view: copy it to keep it past the
+ * next batch.
+ */
+export interface WatchBatch {
+  readonly changes: readonly EtcdChange[];
+  readonly state: ReadonlyMap<string, string>;
+  /** The revision up to which `state` holds every change. */
+  readonly revision: number;
+  /** The first batch: the state at subscription (or at `startRevision - 1`), with no changes. */
+  readonly initial: boolean;
+}
+
 export interface WatchContext {
   readonly connection: () => Promise<Connection>;
   readonly logger: Logger;
   readonly pageSize: number;
   /** Completes every stream on close(); returns the unregister function. */
-  readonly register: (subscriber: Subscriber<EtcdChange>) => () => void;
+  readonly register: (subscriber: Subscriber<WatchBatch>) => () => void;
 }
 
 /** etcd answers a create request in milliseconds; silence this long means a stuck stream (etcd3 issue: create() can hang). */
@@ -91,12 +105,12 @@ export function diffSnapshot(
  * emits the difference. One gRPC stream per subscription keeps one stuck or
  * cancelled watch from affecting another.
  */
-export function watchPrefix(
+export function watchBatches(
   ctx: WatchContext,
   prefix: string,
   options: WatchOptions = {},
-): Observable<EtcdChange> {
-  return new Observable<EtcdChange>((subscriber) => {
+): Observable<WatchBatch> {
+  return new Observable<WatchBatch>((subscriber) => {
     const log = ctx.logger.child({ watch: prefix });
     const rangeEnd = prefixEnd(prefix);
     const range = { key: Buffer.from(prefix), range_end: rangeEnd };
@@ -111,8 +125,10 @@ export function watchPrefix(
     let timer: NodeJS.Timeout | undefined;
     const unregister = ctx.register(subscriber);
 
-    const emit = (change: EtcdChange): void => {
-      if (!closed) subscriber.next(change);
+    const emit = (changes: readonly EtcdChange[], initial = false): void => {
+      if (!closed && (initial || changes.length > 0)) {
+        subscriber.next({ changes, state: known, revision: lastRevision, initial });
+      }
     };
 
     const later = (what: string, fn: () => void, error?: unknown): void => {
@@ -144,6 +160,7 @@ export function watchPrefix(
         if (revision === 0) {
           // Revision 0 is the empty keyspace: everything from revision 1 on arrives as events.
           lastRevision = 0;
+          emit([], true);
           connect();
           return;
         }
@@ -155,15 +172,18 @@ export function watchPrefix(
             { from: lastRevision + 1, to: snapshot.revision },
             'watch revision compacted: re-read the prefix',
           );
-          for (const change of diffSnapshot(known, snapshot.kvs, snapshot.revision)) {
+          const changes = diffSnapshot(known, snapshot.kvs, snapshot.revision);
+          for (const change of changes) {
             if (change.type === 'put') known.set(change.key, change.value as string);
             else known.delete(change.key);
-            emit(change);
           }
+          lastRevision = snapshot.revision;
+          emit(changes);
         } else {
           known = new Map(snapshot.kvs.map((kv) => [kv.key, kv.value]));
+          lastRevision = snapshot.revision;
+          emit([], true);
         }
-        lastRevision = snapshot.revision;
         connect();
       } catch (error) {
         if (mode === 'start' && /compacted/.test(String((error as Error).message))) {
@@ -198,6 +218,7 @@ export function watchPrefix(
       }
       // A repeated response (possible after a reconnect race) carries revisions we already delivered.
       const floor = lastRevision;
+      const changes: EtcdChange[] = [];
       for (const ev of res.events) {
         const revision = Number(ev.kv.mod_revision);
         if (revision <= floor) continue;
@@ -206,13 +227,20 @@ export function watchPrefix(
         if (ev.type === 'Put') {
           const value = ev.kv.value.toString();
           known.set(key, value);
-          emit({ type: 'put', key, value, ...(prevValue === undefined ? {} : { prevValue }), revision });
+          changes.push({
+            type: 'put',
+            key,
+            value,
+            ...(prevValue === undefined ? {} : { prevValue }),
+            revision,
+          });
         } else {
           known.delete(key);
-          emit({ type: 'delete', key, ...(prevValue === undefined ? {} : { prevValue }), revision });
+          changes.push({ type: 'delete', key, ...(prevValue === undefined ? {} : { prevValue }), revision });
         }
         lastRevision = Math.max(lastRevision, revision);
       }
+      emit(changes);
     };
 
     const connect = (): void => {
