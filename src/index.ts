@@ -1,6 +1,31 @@
 export {
+  Configurable,
+  type ConfigurableHandle,
+  type ConfigurableOptions,
+  configurable,
+  configurationOf,
+} from './conf/configurable.js';
+export { type ConfDriver, type ConfInput, type ConfInputValue, formatValue } from './conf/driver.js';
+export { EtcdConfDriver, type EtcdConfDriverOptions } from './conf/etcd-driver.js';
+export { IniConfDriver, type IniConfDriverOptions } from './conf/ini-driver.js';
+export {
+  type Category,
+  type ConfDeclaration,
+  type Configuration,
+  type ConfValues,
+  category,
+  configuration,
+  Parameter,
+  type ParameterSpec,
+  type RawConf,
+} from './conf/model.js';
+export type { StandardSchemaV1 } from './conf/standard-schema.js';
+export type { BuiltinType, JsonValue, ParamType, ValueOf, ValueParser } from './conf/value-types.js';
+export {
   ClosedError,
   ClusterMismatchError,
+  type ConfIssue,
+  ConfValueError,
   EtcdAuthError,
   EtcdKeyError,
   EtcdRequestError,

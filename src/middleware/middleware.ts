@@ -137,6 +137,23 @@ export class EtcdMiddleware {
     });
   }
 
+  /**
+   * Writes the keys of `value` under `path` and leaves every other key
+   * alone: a merge, where `set` replaces. One transaction up to
+   * `max_txn_ops` keys, several (not atomic) past it.
+   */
+  async update(path: string, value: TreeInput): Promise<void> {
+    const entries = flattenTree(normalizePath(path), value);
+    const puts: IRequestOp[] = [...entries].map(([key, v]) => ({
+      request_put: { key: Buffer.from(key), value: Buffer.from(v) },
+    }));
+    if (puts.length === 0) return;
+    await this.call(async ({ conn, settings }) => {
+      if (puts.length > settings.maxTxnOps) await this.writeInChunks(conn, settings.maxTxnOps, puts, []);
+      else await conn.kv.txn({ success: puts });
+    });
+  }
+
   /** The value at `path`: its text, or the tree under it. Rejects with {@link EtcdKeyError} when nothing is there. */
   async get(path: string): Promise<Tree> {
     const at = normalizePath(path);
