@@ -1,0 +1,171 @@
+import type { Observable } from 'rxjs';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  Configurable,
+  type ConfValueError,
+  category,
+  configurationOf,
+  EtcdConfDriver,
+  type LinkEtcdError,
+  Parameter,
+} from '../../src/index.js';
+import { type EtcdServer, startEtcd } from '../harness/etcd.js';
+import { startProxy } from '../harness/proxy.js';
+import { waitFor } from '../harness/wait.js';
+import { captureLogger } from '../support/client.js';
+
+let etcd: EtcdServer;
+const cleanups: Array<() => unknown> = [];
+
+beforeAll(async () => {
+  etcd = await startEtcd();
+});
+afterEach(async () => {
+  for (const fn of cleanups.splice(0).reverse()) await fn();
+});
+afterAll(async () => {
+  await etcd?.cleanup();
+});
+
+function driverFor(target: { host: string; port: number }): EtcdConfDriver {
+  const driver = new EtcdConfDriver({
+    host: target.host,
+    port: target.port,
+    confDir: '/nonexistent/link-etcd-test',
+    readTimeout: 5,
+    logger: captureLogger().logger,
+  });
+  cleanups.push(() => driver.close());
+  return driver;
+}
+
+function record<T>(stream: Observable<T>): T[] {
+  const values: T[] = [];
+  const sub = stream.subscribe({ next: (v) => values.push(v) });
+  cleanups.push(() => sub.unsubscribe());
+  return values;
+}
+
+const conf = category('MYCONF', Parameter({ name: 'myparam', type: 'int', default: 3 }));
+
+describe('EtcdConfDriver (real etcd)', () => {
+  it('runs the seed example: the decorator keeps instances current, and the value lives at the seed key', async () => {
+    const driver = driverFor(etcd);
+
+    @Configurable({ paths: 'myproject/myconfigurable.conf', conf, drivers: [driver] })
+    class MyConfigurable {
+      myparam!: number;
+    }
+
+    const a = new MyConfigurable();
+    expect(a.myparam).toBe(3);
+    await configurationOf(MyConfigurable).ready();
+    cleanups.push(() => configurationOf(MyConfigurable).close());
+    await driver.setconf('myproject/myconfigurable.conf', { MYCONF: { myparam: 4 } });
+    expect(await etcd.etcdctl('get', '/myproject/myconfigurable.conf/MYCONF/myparam')).toBe(
+      '/myproject/myconfigurable.conf/MYCONF/myparam\n4\n',
+    );
+    await waitFor(() => a.myparam === 4);
+    const b = new MyConfigurable();
+    expect(b.myparam).toBe(4);
+    await etcd.etcdctl('put', '/myproject/myconfigurable.conf/MYCONF/myparam', '5');
+    await waitFor(() => a.myparam === 5 && b.myparam === 5);
+    expect(a).toBeInstanceOf(MyConfigurable);
+  });
+
+  it('watch emits the current typed value first, then each valid change; never an unparsable one', async () => {
+    const driver = driverFor(etcd);
+    const errors = record<LinkEtcdError>(driver.errors$);
+    await etcd.etcdctl('put', '/typed.conf/MYCONF/myparam', '10');
+    const values = record(driver.watch('typed.conf', conf));
+    await waitFor(() => values.length === 1);
+    expect(values[0]).toEqual({ MYCONF: { myparam: 10 } });
+
+    await etcd.etcdctl('put', '/typed.conf/MYCONF/myparam', '11');
+    await waitFor(() => values.length === 2);
+    await etcd.etcdctl('put', '/typed.conf/MYCONF/myparam', 'eleven');
+    await waitFor(() => errors.length === 1);
+    await etcd.etcdctl('put', '/typed.conf/MYCONF/myparam', '12');
+    await waitFor(() => values.length === 3);
+    expect(values.map((v) => v.MYCONF.myparam)).toEqual([10, 11, 12]);
+    const issue = (errors[0] as ConfValueError).issues[0];
+    expect(issue).toMatchObject({
+      path: 'typed.conf',
+      category: 'MYCONF',
+      parameter: 'myparam',
+      raw: 'eleven',
+    });
+    expect(issue?.reason).toMatch(/integer/);
+  });
+
+  it('emits one configuration for the keys of one transaction, and none for an equal one', async () => {
+    const driver = driverFor(etcd);
+    const two = category('C', Parameter({ name: 'a' }), Parameter({ name: 'b' }));
+    const values = record(driver.watch('txn.conf', two));
+    await waitFor(() => values.length === 1);
+    await driver.setconf('txn.conf', { C: { a: '1', b: '2' } });
+    await waitFor(() => values.length === 2);
+    await driver.setconf('txn.conf', { C: { a: '1', b: '2' } }); // same values: etcd events, no new configuration
+    await driver.setconf('txn.conf', { C: { a: 'x' } });
+    await waitFor(() => values.length === 3);
+    expect(values).toEqual([
+      { C: { a: undefined, b: undefined } },
+      { C: { a: '1', b: '2' } },
+      { C: { a: 'x', b: '2' } },
+    ]);
+  });
+
+  it('getconf fills defaults, and rejects naming a missing required parameter; watch waits for it', async () => {
+    const driver = driverFor(etcd);
+    const strict = category(
+      'S',
+      Parameter({ name: 'token', required: true }),
+      Parameter({ name: 'n', type: 'int', default: 1 }),
+    );
+    await expect(driver.getconf('req.conf', strict)).rejects.toMatchObject({
+      code: 'MISSING_PARAMETER',
+      message: expect.stringContaining('token'),
+    });
+    const errors = record<LinkEtcdError>(driver.errors$);
+    const values = record(driver.watch('req.conf', strict));
+    await waitFor(() => errors.length === 1);
+    expect(values).toEqual([]);
+    await etcd.etcdctl('put', '/req.conf/S/token', 't');
+    await waitFor(() => values.length === 1);
+    expect(values[0]).toEqual({ S: { token: 't', n: 1 } });
+    expect(await driver.getconf('req.conf', strict)).toEqual({ S: { token: 't', n: 1 } });
+    expect(await driver.getconf('req.conf')).toEqual({ S: { token: 't' } });
+    expect(await driver.rscpaths('req.conf')).toEqual(['/req.conf']);
+  });
+
+  it('keeps streaming across an etcd restart, and delivers a change made while it was cut off', async () => {
+    const proxy = await startProxy(etcd);
+    cleanups.push(() => proxy.close());
+    const driver = driverFor(proxy);
+    const values = record(driver.watch('ha.conf', conf));
+    await waitFor(() => values.length === 1);
+
+    await etcd.restart('SIGKILL');
+    await etcd.etcdctl('put', '/ha.conf/MYCONF/myparam', '20');
+    await waitFor(() => values.length === 2, { timeout: 15_000 });
+
+    proxy.block();
+    await etcd.etcdctl('put', '/ha.conf/MYCONF/myparam', '21');
+    proxy.unblock();
+    await waitFor(() => values.length === 3, { timeout: 15_000 });
+    expect(values.map((v) => v.MYCONF.myparam)).toEqual([3, 20, 21]);
+  });
+
+  it('puts every key under a root prefix when given one', async () => {
+    const driver = new EtcdConfDriver({
+      host: etcd.host,
+      port: etcd.port,
+      prefix: '/apps',
+      confDir: '/nonexistent/x',
+    });
+    cleanups.push(() => driver.close());
+    await driver.setconf('svc.conf', { MYCONF: { myparam: 7 } });
+    expect(await etcd.etcdctl('get', '--print-value-only', '/apps/svc.conf/MYCONF/myparam')).toBe('7\n');
+    expect(await driver.getconf('svc.conf', conf)).toEqual({ MYCONF: { myparam: 7 } });
+  });
+});
