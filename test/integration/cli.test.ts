@@ -34,7 +34,9 @@ afterAll(async () => {
 describe('link-etcd CLI (spawned, real etcd)', () => {
   it('sets a JSON tree, gets it back as JSON and a leaf as text; etcdctl agrees', async () => {
     const endpoints = `--endpoints=${etcd.clientUrl}`;
-    expect(await cli(endpoints, 'set', '/cli/app', '{"db":{"host":"h"},"hosts":["a","b"]}')).toMatchObject({ code: 0 });
+    expect(await cli(endpoints, 'set', '/cli/app', '{"db":{"host":"h"},"hosts":["a","b"]}')).toMatchObject({
+      code: 0,
+    });
     const tree = await cli(endpoints, 'get', '/cli/app');
     expect(JSON.parse(tree.stdout)).toEqual({ db: { host: 'h' }, hosts: ['a', 'b'] });
     expect((await cli(endpoints, 'get', '/cli/app/hosts/2')).stdout).toBe('b\n');
@@ -68,9 +70,13 @@ describe('link-etcd CLI (spawned, real etcd)', () => {
   });
 
   it('watch prints one JSON object a line and exits 0 on SIGTERM', async () => {
-    const child: ChildProcess = spawn(process.execPath, [main, `--endpoints=${etcd.clientUrl}`, 'watch', '/cli/w/'], {
-      env: { ...process.env, B3J0F_CONF_DIR: '/nonexistent/link-etcd-cli' },
-    });
+    const child: ChildProcess = spawn(
+      process.execPath,
+      [main, `--endpoints=${etcd.clientUrl}`, 'watch', '/cli/w/'],
+      {
+        env: { ...process.env, B3J0F_CONF_DIR: '/nonexistent/link-etcd-cli' },
+      },
+    );
     let out = '';
     child.stdout?.on('data', (d) => {
       out += String(d);
@@ -84,7 +90,10 @@ describe('link-etcd CLI (spawned, real etcd)', () => {
       });
       await etcd.etcdctl('put', '/cli/w/k', 'v');
       await waitFor(() => out.includes('"/cli/w/k"'));
-      const lines = out.trim().split('\n').map((l) => JSON.parse(l));
+      const lines = out
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
       expect(lines.at(-1)).toMatchObject({ type: 'put', key: '/cli/w/k', value: 'v' });
       expect(typeof lines.at(-1).revision).toBe('number');
       child.kill('SIGTERM');

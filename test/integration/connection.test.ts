@@ -1,5 +1,5 @@
-import { createServer, type Server, type Socket } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -107,7 +107,12 @@ describe('TLS with client certificates (openssl-made CA)', () => {
     dir = await mkdtemp(join(tmpdir(), 'link-etcd-tls-'));
     certs = await makeCertificates(dir);
     secure = await startEtcd({
-      tls: { caFile: certs.caFile, certFile: certs.serverCertFile, keyFile: certs.serverKeyFile, clientCertAuth: true },
+      tls: {
+        caFile: certs.caFile,
+        certFile: certs.serverCertFile,
+        keyFile: certs.serverKeyFile,
+        clientCertAuth: true,
+      },
     });
   });
   afterAll(async () => {
@@ -116,7 +121,11 @@ describe('TLS with client certificates (openssl-made CA)', () => {
   });
 
   it('talks https with ca_cert and a cert file that holds the key too; etcdctl reads it back', async () => {
-    const client = clientFor(secure, { protocol: 'https', caCert: certs.caFile, cert: certs.clientBundleFile });
+    const client = clientFor(secure, {
+      protocol: 'https',
+      caCert: certs.caFile,
+      cert: certs.clientBundleFile,
+    });
     try {
       await client.set('/tls', { ok: 'yes' });
       expect(await client.get('/tls')).toEqual({ ok: 'yes' });
@@ -169,7 +178,9 @@ describe('username and password authentication', () => {
     try {
       await client.set('/auth/k', 'v');
       expect(await client.get('/auth')).toEqual({ k: 'v' });
-      expect(await authed.etcdctl('--user', `root:${password}`, 'get', '--print-value-only', '/auth/k')).toBe('v\n');
+      expect(await authed.etcdctl('--user', `root:${password}`, 'get', '--print-value-only', '/auth/k')).toBe(
+        'v\n',
+      );
     } finally {
       await client.close();
     }

@@ -100,7 +100,9 @@ describe('EtcdMiddleware dict protocol (real etcd)', () => {
   it('pages large prefixes: a tree bigger than one page reads back whole', async () => {
     const paged = clientFor(etcd, { pageSize: 7 });
     try {
-      const tree = Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`k${String(i).padStart(2, '0')}`, `v${i}`]));
+      const tree = Object.fromEntries(
+        Array.from({ length: 50 }, (_, i) => [`k${String(i).padStart(2, '0')}`, `v${i}`]),
+      );
       await paged.set('/paged', tree);
       expect(await paged.get('/paged')).toEqual(tree);
     } finally {
@@ -118,7 +120,9 @@ describe('EtcdMiddleware dict protocol (real etcd)', () => {
       expect(lines.some((l) => String(l.msg).includes('not atomic'))).toBe(true);
       await big.set('/big', { list: list.slice(0, 10) });
       expect(await big.get('/big')).toEqual({ list: list.slice(0, 10) });
-      const keys = (await etcd.etcdctl('get', '--prefix', '--keys-only', '/big/list/')).split('\n').filter((l) => l);
+      const keys = (await etcd.etcdctl('get', '--prefix', '--keys-only', '/big/list/'))
+        .split('\n')
+        .filter((l) => l);
       expect(keys).toHaveLength(10);
     } finally {
       await big.close();

@@ -74,7 +74,10 @@ describe('gapless watch (real etcd)', () => {
     await putOnce(writer, '/burst/zz-sentinel', 'end');
 
     await waitFor(() => events.some((e) => e.key === '/burst/zz-sentinel'), { timeout: 20_000 });
-    expect(events.map((e) => e.key)).toEqual([...Array.from({ length: 200 }, (_, i) => key(i)), '/burst/zz-sentinel']);
+    expect(events.map((e) => e.key)).toEqual([
+      ...Array.from({ length: 200 }, (_, i) => key(i)),
+      '/burst/zz-sentinel',
+    ]);
     expect(events.every((e, i) => i === 0 || e.revision > (events[i - 1] as EtcdChange).revision)).toBe(true);
     expect(events.every((e) => e.type === 'put' && e.resync === undefined)).toBe(true);
     // The stream really was cut and resumed, not merely slow.
@@ -164,7 +167,9 @@ describe('gapless watch (real etcd)', () => {
     const { events } = collect(client, '/throw/');
     await waitFor(async () => (await serverWatchers(etcd.clientUrl)) >= 2);
     for (let i = 0; i < 5; i++) await etcd.etcdctl('put', `/throw/k${i}`, String(i));
-    await waitFor(() => events.length === 5 && lines.filter((l) => String(l.msg).includes('threw')).length === 5);
+    await waitFor(
+      () => events.length === 5 && lines.filter((l) => String(l.msg).includes('threw')).length === 5,
+    );
     expect(thrower.closed).toBe(false);
   });
 

@@ -18,7 +18,10 @@ export function captureLogger(): { logger: pino.Logger; lines: Array<Record<stri
  * A middleware for one test etcd, isolated from the machine's ~/etc: its conf
  * dir does not exist unless the test passes one.
  */
-export function clientFor(target: { host: string; port: number }, options: MiddlewareOptions = {}): EtcdMiddleware {
+export function clientFor(
+  target: { host: string; port: number },
+  options: MiddlewareOptions = {},
+): EtcdMiddleware {
   return new EtcdMiddleware({
     host: target.host,
     port: target.port,

@@ -1,9 +1,9 @@
 import { describe, expect, expectTypeOf, it } from 'vitest';
-import type { ConfIssue } from '../../src/errors.js';
 import { type ConfValues, category, configuration, Parameter } from '../../src/conf/model.js';
 import { layerRaw, resolveConf } from '../../src/conf/resolve.js';
 import type { StandardSchemaV1 } from '../../src/conf/standard-schema.js';
 import type { JsonValue } from '../../src/conf/value-types.js';
+import type { ConfIssue } from '../../src/errors.js';
 
 /** A hand-made Standard Schema validator, as zod or valibot would provide: a port number. */
 const portSchema: StandardSchemaV1<unknown, number> = {
@@ -12,7 +12,9 @@ const portSchema: StandardSchemaV1<unknown, number> = {
     vendor: 'test',
     validate: (value) => {
       const n = Number(value);
-      return Number.isInteger(n) && n > 0 && n < 65536 ? { value: n } : { issues: [{ message: 'not a port' }] };
+      return Number.isInteger(n) && n > 0 && n < 65536
+        ? { value: n }
+        : { issues: [{ message: 'not a port' }] };
     },
   },
 };
@@ -66,7 +68,14 @@ describe('configuration model', () => {
     );
     expect(issues).toEqual([]);
     expect(values).toEqual({
-      MYCONF: { myparam: 3, label: ' spaced ', ratio: 0.5, debug: true, hosts: ['a', 'b', 'c'], extra: { k: [1] } },
+      MYCONF: {
+        myparam: 3,
+        label: ' spaced ',
+        ratio: 0.5,
+        debug: true,
+        hosts: ['a', 'b', 'c'],
+        extra: { k: [1] },
+      },
       NET: { port: 8080, mode: 'b' },
     });
   });
@@ -77,27 +86,44 @@ describe('configuration model', () => {
     ['MYCONF', 'extra', '{nope', /JSON/],
     ['NET', 'port', '99999', /not a port/],
     ['NET', 'mode', 'c', /neither a nor b/],
-  ])('reports %s.%s = %s with path, raw value and reason, keeping the previous value', async (cat, param, raw, reason) => {
-    const good = await resolveConf(conf, { MYCONF: { ratio: '1', myparam: '7' }, NET: { mode: 'a' } }, 'p.conf');
-    const bad = await resolveConf(
-      conf,
-      { MYCONF: { ratio: '1', myparam: '7' }, NET: { mode: 'a' }, [cat]: { ratio: '1', mode: 'a', [param]: raw } },
-      'p.conf',
-      good.values,
-    );
-    expect(bad.issues).toHaveLength(1);
-    const issue = bad.issues[0] as ConfIssue;
-    expect(issue).toMatchObject({ path: 'p.conf', category: cat, parameter: param, raw });
-    expect(issue.reason).toMatch(reason);
-    expect((bad.values as Record<string, Record<string, unknown>>)[cat]?.[param]).toEqual(
-      (good.values as Record<string, Record<string, unknown>>)[cat]?.[param],
-    );
-  });
+  ])(
+    'reports %s.%s = %s with path, raw value and reason, keeping the previous value',
+    async (cat, param, raw, reason) => {
+      const good = await resolveConf(
+        conf,
+        { MYCONF: { ratio: '1', myparam: '7' }, NET: { mode: 'a' } },
+        'p.conf',
+      );
+      const bad = await resolveConf(
+        conf,
+        {
+          MYCONF: { ratio: '1', myparam: '7' },
+          NET: { mode: 'a' },
+          [cat]: { ratio: '1', mode: 'a', [param]: raw },
+        },
+        'p.conf',
+        good.values,
+      );
+      expect(bad.issues).toHaveLength(1);
+      const issue = bad.issues[0] as ConfIssue;
+      expect(issue).toMatchObject({ path: 'p.conf', category: cat, parameter: param, raw });
+      expect(issue.reason).toMatch(reason);
+      expect((bad.values as Record<string, Record<string, unknown>>)[cat]?.[param]).toEqual(
+        (good.values as Record<string, Record<string, unknown>>)[cat]?.[param],
+      );
+    },
+  );
 
   it('reports a missing required parameter', async () => {
     const { issues } = await resolveConf(conf, {}, 'p.conf');
     expect(issues).toEqual([
-      { path: 'p.conf', category: 'MYCONF', parameter: 'ratio', raw: undefined, reason: 'required, but missing' },
+      {
+        path: 'p.conf',
+        category: 'MYCONF',
+        parameter: 'ratio',
+        raw: undefined,
+        reason: 'required, but missing',
+      },
     ]);
   });
 
