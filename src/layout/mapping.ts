@@ -1,0 +1,118 @@
+import { posix } from 'node:path';
+
+/**
+ * The one mapping between the three views of DESIGN.md §1, as a value every
+ * layer shares: conf path `myproject/app.conf` + section `MYCONF` + key
+ * `myparam` <-> etcd key `<prefix>myproject/app.conf/MYCONF/myparam`.
+ */
+export interface Layout {
+  /** Key prefix, always ending in `/`. Default `/`. */
+  readonly prefix: string;
+}
+
+export function layout(prefix = '/'): Layout {
+  const withRoot = prefix.startsWith('/') ? prefix : `/${prefix}`;
+  return { prefix: withRoot.endsWith('/') ? withRoot : `${withRoot}/` };
+}
+
+/** One parameter as the sync engine sees it. */
+export interface KeyAddress {
+  readonly confPath: string;
+  readonly section: string;
+  readonly key: string;
+}
+
+/** Why a name is refused, or undefined when it is safe. */
+export type Refusal = string | undefined;
+
+const hasControl = (text: string): boolean => {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+};
+/** Linux NAME_MAX: a longer segment cannot be a file name. */
+const MAX_SEGMENT_BYTES = 255;
+
+/** A path segment safe to create on disk under the conf dir. */
+export function segmentRefusal(segment: string): Refusal {
+  if (segment === '') return 'empty path segment';
+  if (segment === '.' || segment === '..') return `\`${segment}\` path segment`;
+  if (segment.startsWith('.')) return 'segment starts with a dot (hidden files are not mirrored)';
+  if (hasControl(segment)) return 'control character in a path segment';
+  if (segment.includes('\\')) return 'backslash in a path segment';
+  if (Buffer.byteLength(segment) > MAX_SEGMENT_BYTES)
+    return `path segment longer than ${MAX_SEGMENT_BYTES} bytes`;
+  return undefined;
+}
+
+/** Editors' and our own temp and backup files: never mirrored even when they end in `.conf`. */
+const TEMP_NAME = /(^\.|~$|\.swp$|\.swx$|\.tmp$|\.bak$|\.orig$|^#.*#$|^\.#)/;
+
+/**
+ * Whether a conf path (relative, `/`-separated) is mirrored: `**\/*.conf`,
+ * never under `link/etcd/` (the middleware's own settings, which may hold a
+ * password, and the daemon's), never a dot-file or a dot-folder.
+ */
+export function mirroredRefusal(confPath: string): Refusal {
+  if (!confPath.endsWith('.conf')) return 'not a .conf file';
+  const parts = confPath.split('/');
+  if (parts[0] === 'link' && parts[1] === 'etcd')
+    return 'link/etcd/ holds link-etcd settings and is never mirrored';
+  for (const part of parts) {
+    const refusal = segmentRefusal(part);
+    if (refusal !== undefined) return refusal;
+  }
+  if (TEMP_NAME.test(parts[parts.length - 1] as string)) return 'an editor temp or backup file';
+  return undefined;
+}
+
+/** A section or key name INI can hold on one line and read back as the same name. */
+function iniNameRefusal(name: string, what: 'section' | 'key'): Refusal {
+  if (name === '') return `empty ${what} name`;
+  if (name !== name.trim()) return `${what} name starts or ends with spaces`;
+  if (hasControl(name)) return `control character in a ${what} name`;
+  if (what === 'section' && name.includes(']')) return 'section name holds `]`';
+  if (what === 'key' && name.includes('=')) return 'key name holds `=`';
+  if (what === 'key' && /^[[;#]/.test(name)) return 'key name starts with `[`, `;` or `#`';
+  if (name.includes('/')) return `${what} name holds \`/\``;
+  return undefined;
+}
+
+export type KeyParse =
+  | { readonly ok: true; readonly address: KeyAddress }
+  | { readonly ok: false; readonly reason: string };
+
+/**
+ * etcd key -> (conf path, section, key), or the reason it maps to nothing
+ * safe. The last two segments are the section and the key; everything
+ * before them is the conf path, which must be a mirrored file.
+ */
+export function parseKey(l: Layout, etcdKey: string): KeyParse {
+  if (!etcdKey.startsWith(l.prefix)) return { ok: false, reason: `outside the prefix ${l.prefix}` };
+  const parts = etcdKey.slice(l.prefix.length).split('/');
+  if (parts.length < 3) return { ok: false, reason: 'not <file.conf>/<SECTION>/<key>' };
+  const key = parts.pop() as string;
+  const section = parts.pop() as string;
+  const confPath = parts.join('/');
+  const refusal =
+    mirroredRefusal(confPath) ?? iniNameRefusal(section, 'section') ?? iniNameRefusal(key, 'key');
+  if (refusal !== undefined) return { ok: false, reason: refusal };
+  // Normalization must be a no-op: a path that changes under it is not the path it claims to be.
+  if (posix.normalize(confPath) !== confPath) return { ok: false, reason: 'path is not in normal form' };
+  return { ok: true, address: { confPath, section, key } };
+}
+
+export function keyOf(l: Layout, address: KeyAddress): string {
+  return `${l.prefix}${address.confPath}/${address.section}/${address.key}`;
+}
+
+/** The refusal for a section/key read from a file, which must map to a key that maps back to it. */
+export function addressRefusal(address: KeyAddress): Refusal {
+  return (
+    mirroredRefusal(address.confPath) ??
+    iniNameRefusal(address.section, 'section') ??
+    iniNameRefusal(address.key, 'key')
+  );
+}

@@ -1,0 +1,101 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { decodeValue, encodeValue } from '../../src/ini/escape.js';
+import { parseIni } from '../../src/ini/parse.js';
+import { keyOf, layout, mirroredRefusal, parseKey } from '../../src/layout/mapping.js';
+
+describe('conf path <-> key mapping', () => {
+  const l = layout('/');
+
+  it('maps the seed example both ways', () => {
+    const parsed = parseKey(l, '/myproject/myconfigurable.conf/MYCONF/myparam');
+    expect(parsed).toEqual({
+      ok: true,
+      address: { confPath: 'myproject/myconfigurable.conf', section: 'MYCONF', key: 'myparam' },
+    });
+    if (parsed.ok) expect(keyOf(l, parsed.address)).toBe('/myproject/myconfigurable.conf/MYCONF/myparam');
+    expect(keyOf(layout('apps'), { confPath: 'a.conf', section: 'S', key: 'k' })).toBe('/apps/a.conf/S/k');
+  });
+
+  it.each([
+    ['/../etc/passwd.conf/S/k', /`\.\.`/],
+    ['/a/./b.conf/S/k', /`\.`/],
+    ['/a//b.conf/S/k', /empty/],
+    ['/.hidden/b.conf/S/k', /dot/],
+    ['/a/.b.conf/S/k', /dot/],
+    ['/a\u0000b.conf/S/k', /control/],
+    ['/a\nb.conf/S/k', /control/],
+    [`/${'x'.repeat(300)}.conf/S/k`, /255 bytes/],
+    ['/link/etcd/middleware.conf/ETCD/password', /never mirrored/],
+    ['/a.txt/S/k', /not a \.conf/],
+    ['/a.conf/k', /not <file\.conf>/],
+    ['/a.conf/S]/k', /`]`/],
+    ['/a.conf/S/k=v', /`=`/],
+    ['/a.conf/S/;k', /starts with/],
+    ['/a.conf/S/ k', /spaces/],
+    ['/a.conf/S/', /empty key/],
+    ['/a.conf.swp/S/k', /not a \.conf/],
+    ['/a~.conf/S/k', undefined],
+  ])('refuses %s with a reason', (key, reason) => {
+    const parsed = parseKey(l, key);
+    if (reason === undefined) expect(parsed.ok).toBe(true);
+    else {
+      expect(parsed.ok).toBe(false);
+      if (!parsed.ok) expect(parsed.reason).toMatch(reason);
+    }
+  });
+
+  it('mirrors **/*.conf only, never editor temp files or link/etcd', () => {
+    expect(mirroredRefusal('a/b/c.conf')).toBeUndefined();
+    expect(mirroredRefusal('link/etcd/sync.conf')).toMatch(/never mirrored/);
+    expect(mirroredRefusal('link/other.conf')).toBeUndefined();
+    expect(mirroredRefusal('a/#c.conf#')).toBeDefined();
+    expect(mirroredRefusal('a/c.conf.conflict-1')).toBeDefined();
+  });
+
+  it('keeps __proto__ a plain name', () => {
+    expect(parseKey(l, '/a.conf/__proto__/polluted')).toMatchObject({ ok: true });
+  });
+});
+
+describe('value escaping', () => {
+  it.each([
+    ['plain', 'plain'],
+    ["a;b # c = d [e] 'f'", "a;b # c = d [e] 'f'"],
+    [' padded ', '" padded "'],
+    ['two\nlines', '"two\\nlines"'],
+    ['', ''],
+    ['"abc"', '"abc"'],
+    ['" x "', '"\\" x \\""'],
+    ['ünïcødé ✓', 'ünïcødé ✓'],
+  ])('writes %j as %j', (value, text) => {
+    expect(encodeValue(value)).toBe(text);
+    expect(decodeValue(text)).toBe(value);
+  });
+
+  it('goes etcd -> file -> etcd byte for byte for any string (property)', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary' }), (value) => {
+        const line = `k = ${encodeValue(value)}\n`;
+        const read = parseIni(`[S]\n${line}`, 'p.conf').sections.get('S')?.get('k') as string;
+        expect(decodeValue(read)).toBe(value);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('goes file -> etcd -> file byte for byte for any value text a file can hold (property)', () => {
+    const fileText = fc
+      .oneof(
+        fc.string({ unit: 'binary' }),
+        fc.string().map((s) => JSON.stringify(s)),
+      )
+      .map((s) => s.replace(/[\r\n]/g, '').trim());
+    fc.assert(
+      fc.property(fileText, (text) => {
+        expect(encodeValue(decodeValue(text))).toBe(text);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
