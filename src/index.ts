@@ -45,4 +45,4 @@ export {
   type SnakeCaseConnectionOptions,
 } from './middleware/settings.js';
 export type { Tree, TreeInput } from './middleware/tree.js';
-export type { EtcdChange, WatchBatch, WatchOptions } from './middleware/watch.js';
+export type { EtcdChange, StateEntry, WatchBatch, WatchOptions } from './middleware/watch.js';

@@ -90,7 +90,12 @@ export class EtcdConfDriver extends BaseConfDriver {
     const key = this.keyOf(path);
     // One batch per etcd response: the keys of one transaction come out as one configuration.
     return this.middleware.batches(childPrefix(key)).pipe(
-      map((batch) => rawFromEntries(key, batch.state)),
+      map((batch) =>
+        rawFromEntries(
+          key,
+          [...batch.state].map(([k, entry]) => [k, entry.value] as const),
+        ),
+      ),
       distinctUntilChanged<RawConf>(isDeepStrictEqual),
     );
   }

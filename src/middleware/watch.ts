@@ -33,9 +33,15 @@ export interface WatchOptions {
  * whole state after it. `state` is a live view: copy it to keep it past the
  * next batch.
  */
+/** A key's value and the revision that wrote it. */
+export interface StateEntry {
+  readonly value: string;
+  readonly modRevision: number;
+}
+
 export interface WatchBatch {
   readonly changes: readonly EtcdChange[];
-  readonly state: ReadonlyMap<string, string>;
+  readonly state: ReadonlyMap<string, StateEntry>;
   /** The revision up to which `state` holds every change. */
   readonly revision: number;
   /** The first batch: the state at subscription (or at `startRevision - 1`), with no changes. */
@@ -70,7 +76,7 @@ interface WatchStream {
  * prefix now (`current`, read at `revision`), as changes in revision order.
  */
 export function diffSnapshot(
-  known: ReadonlyMap<string, string>,
+  known: ReadonlyMap<string, StateEntry>,
   current: readonly KeyValue[],
   revision: number,
 ): EtcdChange[] {
@@ -78,7 +84,7 @@ export function diffSnapshot(
   const seen = new Set<string>();
   for (const kv of current) {
     seen.add(kv.key);
-    const prev = known.get(kv.key);
+    const prev = known.get(kv.key)?.value;
     if (prev === kv.value) continue;
     changes.push({
       type: 'put',
@@ -90,8 +96,8 @@ export function diffSnapshot(
     });
   }
   changes.sort((a, b) => a.revision - b.revision);
-  for (const [key, prevValue] of known) {
-    if (!seen.has(key)) changes.push({ type: 'delete', key, prevValue, revision, resync: true });
+  for (const [key, prev] of known) {
+    if (!seen.has(key)) changes.push({ type: 'delete', key, prevValue: prev.value, revision, resync: true });
   }
   return changes;
 }
@@ -115,7 +121,7 @@ export function watchBatches(
     const rangeEnd = prefixEnd(prefix);
     const range = { key: Buffer.from(prefix), range_end: rangeEnd };
     /** What the subscriber has seen of the prefix, to emit the difference after a gap. */
-    let known = new Map<string, string>();
+    let known = new Map<string, StateEntry>();
     /** The revision up to which the subscriber has every change. */
     let lastRevision = 0;
     let stream: WatchStream | undefined;
@@ -174,13 +180,16 @@ export function watchBatches(
           );
           const changes = diffSnapshot(known, snapshot.kvs, snapshot.revision);
           for (const change of changes) {
-            if (change.type === 'put') known.set(change.key, change.value as string);
-            else known.delete(change.key);
+            if (change.type === 'put') {
+              known.set(change.key, { value: change.value as string, modRevision: change.revision });
+            } else known.delete(change.key);
           }
           lastRevision = snapshot.revision;
           emit(changes);
         } else {
-          known = new Map(snapshot.kvs.map((kv) => [kv.key, kv.value]));
+          known = new Map(
+            snapshot.kvs.map((kv) => [kv.key, { value: kv.value, modRevision: kv.modRevision }]),
+          );
           lastRevision = snapshot.revision;
           emit([], true);
         }
@@ -223,10 +232,10 @@ export function watchBatches(
         const revision = Number(ev.kv.mod_revision);
         if (revision <= floor) continue;
         const key = ev.kv.key.toString();
-        const prevValue = ev.prev_kv ? ev.prev_kv.value.toString() : known.get(key);
+        const prevValue = ev.prev_kv ? ev.prev_kv.value.toString() : known.get(key)?.value;
         if (ev.type === 'Put') {
           const value = ev.kv.value.toString();
-          known.set(key, value);
+          known.set(key, { value, modRevision: revision });
           changes.push({
             type: 'put',
             key,

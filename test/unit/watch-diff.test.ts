@@ -3,13 +3,13 @@ import { diffSnapshot } from '../../src/middleware/watch.js';
 
 describe('resync difference after a compacted watch', () => {
   const known = new Map([
-    ['/c/a', '1'],
-    ['/c/b', '1'],
-    ['/c/x', '1'],
+    ['/c/a', { value: '1', modRevision: 2 }],
+    ['/c/b', { value: '1', modRevision: 2 }],
+    ['/c/x', { value: '1', modRevision: 2 }],
   ]);
 
   it('is empty when nothing changed', () => {
-    const same = [...known].map(([key, value]) => ({ key, value, modRevision: 2 }));
+    const same = [...known].map(([key, { value }]) => ({ key, value, modRevision: 2 }));
     expect(diffSnapshot(known, same, 9)).toEqual([]);
   });
 
