@@ -1,7 +1,9 @@
 import { Command, CommanderError, Option } from 'commander';
 import { LinkEtcdError } from '../errors.js';
 import { EtcdMiddleware, type MiddlewareOptions } from '../middleware/middleware.js';
+import { CONFLICT_POLICIES } from '../sync/plan.js';
 import { parseCliValue } from './parse-value.js';
+import { LOG_LEVELS, runSync, SyncFailed, type SyncFlags } from './sync-command.js';
 
 export interface CliIo {
   readonly stdout: (line: string) => void;
@@ -99,10 +101,34 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       });
     });
 
+  program
+    .command('sync')
+    .description('mirror every .conf file under the conf dir with etcd, both ways, until stopped')
+    .option('--prefix <prefix>', 'etcd key prefix in front of every conf path', '/')
+    .addOption(
+      new Option('--conflict <policy>', 'who wins when both sides changed a key')
+        .choices(CONFLICT_POLICIES)
+        .default('etcd-wins'),
+    )
+    .option('--once', 'reconcile once, then exit (init containers, cron)')
+    .option('--dry-run', 'print what would change, both ways, and exit')
+    .option(
+      '--state-dir <dir>',
+      'where the base journal lives (default $STATE_DIRECTORY, $XDG_STATE_HOME/link-etcd)',
+    )
+    .option('--allow-mass-delete', 'carry over deletions the mass-deletion guard would hold back')
+    .option('--full-reconcile <seconds>', 'seconds between full reconciles', '300')
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
+    .action(async (opts: SyncFlags) => {
+      const code = await runSync(flags(), opts, io);
+      if (code !== 0) throw new SyncFailed(code);
+    });
+
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return 0;
   } catch (error) {
+    if (error instanceof SyncFailed) return error.exitCode;
     if (error instanceof CommanderError) {
       // --help and --version exit through here with code 0.
       return error.exitCode === 0 ? 0 : 2;

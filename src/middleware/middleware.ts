@@ -154,6 +154,43 @@ export class EtcdMiddleware {
     });
   }
 
+  /**
+   * Writes keys (value undefined: delete) in one transaction, only if every
+   * key still has the mod revision expected (0: absent). Returns the
+   * revision of the write, or undefined when another writer got there first.
+   * At most `max_txn_ops` keys.
+   */
+  async writeIfUnchanged(
+    writes: ReadonlyArray<{
+      readonly key: string;
+      readonly value: string | undefined;
+      readonly expectRevision: number;
+    }>,
+  ): Promise<number | undefined> {
+    if (writes.length === 0) return undefined;
+    return this.call(async ({ conn, settings }) => {
+      if (writes.length > settings.maxTxnOps) {
+        throw new EtcdRequestError(
+          `${writes.length} keys in one transaction: at most max_txn_ops = ${settings.maxTxnOps}`,
+        );
+      }
+      const res = await conn.kv.txn({
+        compare: writes.map((w) => ({
+          key: Buffer.from(w.key),
+          target: CompareTarget.Mod,
+          result: CompareResult.Equal,
+          mod_revision: w.expectRevision,
+        })),
+        success: writes.map((w) =>
+          w.value === undefined
+            ? { request_delete_range: { key: Buffer.from(w.key) } }
+            : { request_put: { key: Buffer.from(w.key), value: Buffer.from(w.value) } },
+        ),
+      });
+      return res.succeeded ? Number(res.header.revision) : undefined;
+    });
+  }
+
   /** The value at `path`: its text, or the tree under it. Rejects with {@link EtcdKeyError} when nothing is there. */
   async get(path: string): Promise<Tree> {
     const at = normalizePath(path);

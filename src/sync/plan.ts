@@ -114,8 +114,13 @@ export function decide(
       ? { kind: 'none' }
       : { kind: 'base', entry: e };
   }
-  if (f === b?.value) return toFile(e === undefined ? 'deleted in etcd' : 'changed in etcd');
-  if (e?.value === b?.value) return toEtcd(f === undefined ? 'deleted in the file' : 'changed in the file');
+  if (f === b?.value)
+    return toFile(e === undefined ? 'deleted in etcd' : b === undefined ? 'new in etcd' : 'changed in etcd');
+  if (e?.value === b?.value) {
+    return toEtcd(
+      f === undefined ? 'deleted in the file' : b === undefined ? 'new in the file' : 'changed in the file',
+    );
+  }
   // Both changed since the base, differently. A change beats a deletion: nothing is lost that way.
   if (f === undefined) return toFile('changed in etcd, deleted in the file: the change wins');
   if (e === undefined) return toEtcd('changed in the file, deleted in etcd: the change wins');

@@ -1,0 +1,101 @@
+import { resolve } from 'node:path';
+import { pino } from 'pino';
+import { confDir as defaultConfDir } from '../layout/conf-dir.js';
+import { EtcdMiddleware } from '../middleware/middleware.js';
+import { SyncEngine } from '../sync/engine.js';
+import type { ConflictPolicy } from '../sync/plan.js';
+import type { CliIo } from './program.js';
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+export interface SyncFlags {
+  prefix: string;
+  conflict: ConflictPolicy;
+  once?: boolean;
+  dryRun?: boolean;
+  stateDir?: string;
+  allowMassDelete?: boolean;
+  fullReconcile: string;
+  logLevel: (typeof LOG_LEVELS)[number];
+}
+
+/** Carries a non-zero exit code out of a command without printing a second error line. */
+export class SyncFailed extends Error {
+  constructor(readonly exitCode: number) {
+    super(`sync exited with ${exitCode}`);
+  }
+}
+
+/** `link-etcd sync`: the daemon, `--once`, or `--dry-run`. Returns the exit code. */
+export async function runSync(
+  global: { endpoints?: string; confDir?: string },
+  flags: SyncFlags,
+  io: CliIo,
+): Promise<number> {
+  const seconds = Number(flags.fullReconcile);
+  if (!Number.isFinite(seconds) || seconds <= 0) {
+    io.stderr(
+      `link-etcd: --full-reconcile expects a positive number of seconds, got \`${flags.fullReconcile}\``,
+    );
+    return 2;
+  }
+  const logger = pino({ name: 'link-etcd', level: flags.logLevel });
+  const confDir = resolve(global.confDir ?? defaultConfDir());
+  const middleware = new EtcdMiddleware({
+    ...(global.endpoints === undefined ? {} : { endpoints: global.endpoints }),
+    ...(global.confDir === undefined ? {} : { confDir: global.confDir }),
+    logger,
+  });
+  const engine = new SyncEngine({
+    confDir,
+    prefix: flags.prefix,
+    middleware,
+    policy: flags.conflict,
+    allowMassDelete: flags.allowMassDelete ?? false,
+    fullReconcileMs: seconds * 1000,
+    logger,
+    ...(flags.stateDir === undefined ? {} : { stateDir: resolve(flags.stateDir) }),
+  });
+  try {
+    if (flags.dryRun || flags.once) {
+      const { plan } = await engine.once({ dryRun: flags.dryRun ?? false });
+      if (flags.dryRun) {
+        for (const w of plan.toEtcd) {
+          io.stdout(
+            `to etcd: ${w.value === undefined ? `delete ${w.key}` : `put ${w.key} = ${w.value}`} (${w.reason})`,
+          );
+        }
+        for (const w of plan.toFile) {
+          io.stdout(
+            `to file: ${w.value === undefined ? `delete ${w.key}` : `put ${w.key} = ${w.value}`} (${w.reason})`,
+          );
+        }
+        for (const b of plan.blocked)
+          io.stdout(`held back: ${b.deletions} of ${b.of} deletions from ${b.side}`);
+      }
+      await engine.stop();
+      if (plan.blocked.length > 0 && !flags.dryRun) {
+        io.stderr(
+          'link-etcd: mass deletion held back: restore the files or run again with --allow-mass-delete',
+        );
+        return 1;
+      }
+      return 0;
+    }
+    // etcd may be unreachable for a while: a stop request must not wait for it.
+    const outcome = await Promise.race([
+      engine.start().then(() => 'started' as const),
+      io.stopped.then(() => 'stopped' as const),
+    ]);
+    if (outcome === 'started') {
+      logger.info({ confDir, prefix: flags.prefix }, 'in sync; following both sides');
+      await io.stopped;
+    }
+    logger.info('stopping: finishing writes in flight');
+    await engine.stop();
+    return 0;
+  } finally {
+    await middleware.close();
+    logger.flush();
+  }
+}

@@ -1,0 +1,565 @@
+import { stat } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
+import { type FSWatcher, watch as watchFiles } from 'chokidar';
+import type { Subscription } from 'rxjs';
+import { LinkEtcdError } from '../errors.js';
+import { type Layout, layout, mirroredRefusal, parseKey } from '../layout/mapping.js';
+import type { Logger } from '../log.js';
+import type { EtcdMiddleware } from '../middleware/middleware.js';
+import type { WatchBatch } from '../middleware/watch.js';
+import { defaultStateDir, journalPath, loadBase, saveBase } from './base-journal.js';
+import {
+  type FileSnapshot,
+  readConfFile,
+  removeStaleTemps,
+  StaleFileError,
+  scanConfDir,
+  writeConfFile,
+  writeConflictRecord,
+} from './file-side.js';
+import { KeyIndex } from './key-index.js';
+import {
+  type BaseEntry,
+  type Blocked,
+  type Conflict,
+  type ConflictPolicy,
+  type EtcdEntry,
+  type EtcdWrite,
+  type FileWrite,
+  type Plan,
+  plan,
+} from './plan.js';
+
+export interface SyncOptions {
+  /** The conf dir to mirror. */
+  readonly confDir: string;
+  /** Key prefix. Default `/`. */
+  readonly prefix?: string;
+  readonly middleware: EtcdMiddleware;
+  /** Where the base journal lives. Default: see defaultStateDir(). */
+  readonly stateDir?: string;
+  /** Who wins when both sides changed a key. Default `etcd-wins`. */
+  readonly policy?: ConflictPolicy;
+  /** Carry mass deletions over (a person confirmed them). Default false. */
+  readonly allowMassDelete?: boolean;
+  /** Share of mirrored keys one side may lose at once, across several files, before deletions stop. Default 0.5. */
+  readonly maxDeleteShare?: number;
+  /** Quiet time after a file event before the file is read. Default 10 ms. */
+  readonly quietMs?: number;
+  /** Full reconcile period. Default 5 minutes. */
+  readonly fullReconcileMs?: number;
+  readonly logger: Logger;
+}
+
+export interface SyncCounters {
+  toEtcd: number;
+  toFile: number;
+  conflicts: number;
+  refused: number;
+  parseErrors: number;
+  retries: number;
+}
+
+/** What one reconcile pass decided and did. */
+export interface PassResult {
+  readonly plan: Plan;
+  readonly files: number;
+}
+
+const RETRY_MS = 500;
+
+/**
+ * The imperative shell around `plan`: keeps the three states (base, files,
+ * etcd) current from events, which are only hints ("look at this file
+ * again"), runs one pass at a time over the files they name, and applies the
+ * plan: etcd writes as transactions that compare each key's revision, file
+ * writes as atomic format-preserving edits.
+ */
+export class SyncEngine {
+  private readonly confDir: string;
+  private readonly layout: Layout;
+  private readonly logger: Logger;
+  private readonly policy: ConflictPolicy;
+  private readonly quietMs: number;
+  private base = new Map<string, BaseEntry>();
+  private readonly baseIndex = new KeyIndex();
+  /** etcd as we know it, our own writes included before their events come back. */
+  private readonly etcd = new Map<string, EtcdEntry>();
+  private readonly etcdIndex = new KeyIndex();
+  /** Revisions of our own deletes, so a late event for the same key cannot bring it back. */
+  private readonly tombstones = new Map<string, number>();
+  private readonly files = new Map<string, FileSnapshot>();
+  private readonly changedAt = new Map<string, number>();
+  private readonly dirty = new Set<string>();
+  private readonly refusedOnce = new Set<string>();
+  private readonly reportedUnreadable = new Map<string, string>();
+  private journal = '';
+  private watchSub: Subscription | undefined;
+  private fileWatcher: FSWatcher | undefined;
+  private fullTimer: NodeJS.Timeout | undefined;
+  private kickTimer: NodeJS.Timeout | undefined;
+  private saveTimer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+  private etcdReady: Promise<void> | undefined;
+  private baseDirty = false;
+  blocked: readonly Blocked[] = [];
+  ready = false;
+  lastFullReconcile: number | undefined;
+  readonly counters: SyncCounters = {
+    toEtcd: 0,
+    toFile: 0,
+    conflicts: 0,
+    refused: 0,
+    parseErrors: 0,
+    retries: 0,
+  };
+
+  constructor(private readonly options: SyncOptions) {
+    this.confDir = options.confDir;
+    this.layout = layout(options.prefix ?? '/');
+    this.logger = options.logger;
+    this.policy = options.policy ?? 'etcd-wins';
+    this.quietMs = options.quietMs ?? 10;
+  }
+
+  /** Loads the base, waits for etcd's state, reconciles everything once, then follows both sides live. */
+  async start(): Promise<void> {
+    await this.prepare();
+    await this.reconcileAll();
+    this.followFiles();
+    const period = this.options.fullReconcileMs ?? 300_000;
+    this.fullTimer = setInterval(
+      () => void this.reconcileAll().catch((e) => this.fail('full reconcile', e)),
+      period,
+    );
+    this.fullTimer.unref();
+  }
+
+  /** Reconciles once: for `--once` and `--dry-run`. */
+  async once(options: { dryRun?: boolean } = {}): Promise<PassResult> {
+    await this.prepare();
+    return this.reconcileAll(options);
+  }
+
+  /** Finishes the pass in flight, saves the base and lets go of etcd and the files. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.fullTimer);
+    clearTimeout(this.kickTimer);
+    clearTimeout(this.saveTimer);
+    this.watchSub?.unsubscribe();
+    await this.fileWatcher?.close();
+    await this.running;
+    if (this.baseDirty) await this.saveNow();
+  }
+
+  private async prepare(): Promise<void> {
+    const removed = await removeStaleTemps(this.confDir);
+    if (removed.length > 0) this.logger.info({ removed }, 'removed temp files left by an earlier crash');
+    const settings = await this.options.middleware.settings();
+    this.journal = journalPath(
+      this.options.stateDir ?? defaultStateDir(),
+      this.confDir,
+      this.layout.prefix,
+      settings.hosts.join(','),
+    );
+    const loaded = await loadBase(this.journal);
+    if (!loaded.ok)
+      this.logger.warn({ journal: this.journal }, `${loaded.reason}: merging both sides as a union`);
+    this.base = loaded.base;
+    for (const key of this.base.keys()) {
+      const file = this.fileOfKey(key);
+      if (file !== undefined) this.baseIndex.add(file, key);
+    }
+    this.etcdReady = new Promise<void>((resolve, reject) => {
+      this.watchSub = this.options.middleware.batches(this.layout.prefix).subscribe({
+        next: (batch) => {
+          this.onBatch(batch);
+          if (batch.initial) resolve();
+        },
+        error: (error: unknown) => {
+          reject(error);
+          this.fail('etcd watch', error);
+        },
+      });
+    });
+    // Never plan against an etcd we have not read: an unreachable etcd must not look empty.
+    await this.etcdReady;
+  }
+
+  private fileOfKey(key: string): string | undefined {
+    const parsed = parseKey(this.layout, key);
+    if (parsed.ok) return parsed.address.confPath;
+    if (!this.refusedOnce.has(key)) {
+      this.refusedOnce.add(key);
+      this.counters.refused++;
+      this.logger.warn(
+        { key, reason: parsed.reason },
+        'etcd key refused: it maps to no safe file, nothing is written',
+      );
+    }
+    return undefined;
+  }
+
+  private onBatch(batch: WatchBatch): void {
+    const now = Date.now();
+    if (batch.initial) {
+      for (const [key, entry] of batch.state) {
+        const file = this.fileOfKey(key);
+        if (file === undefined) continue;
+        this.etcd.set(key, entry);
+        this.etcdIndex.add(file, key);
+      }
+      return;
+    }
+    for (const change of batch.changes) {
+      const file = this.fileOfKey(change.key);
+      if (file === undefined) continue;
+      const known = this.etcd.get(change.key)?.modRevision ?? this.tombstones.get(change.key) ?? 0;
+      // Our own write may already be here, at the same revision or a newer one.
+      if (known > change.revision) continue;
+      this.tombstones.delete(change.key);
+      if (change.type === 'put') {
+        this.etcd.set(change.key, { value: change.value as string, modRevision: change.revision });
+        this.etcdIndex.add(file, change.key);
+      } else {
+        this.etcd.delete(change.key);
+        this.etcdIndex.delete(file, change.key);
+      }
+      this.changedAt.set(`etcd\0${change.key}`, now);
+      this.dirty.add(file);
+    }
+    this.kick(0);
+  }
+
+  private followFiles(): void {
+    const watcher = watchFiles(this.confDir, {
+      ignoreInitial: true,
+      ignored: (path: string, stats) => {
+        const rel = relative(this.confDir, path).split(sep).join('/');
+        if (rel === '') return false;
+        if (rel.split('/').some((part) => part.startsWith('.'))) return true;
+        if (rel === 'link/etcd' || rel.startsWith('link/etcd/')) return true;
+        return stats?.isFile() === true && mirroredRefusal(rel) !== undefined;
+      },
+    });
+    watcher.on('all', (event, path) => {
+      const rel = relative(this.confDir, path).split(sep).join('/');
+      if (event === 'addDir' || event === 'unlinkDir') {
+        // A folder renamed or removed: which files it held is known only by looking again.
+        void this.reconcileAll().catch((e) => this.fail('rescan', e));
+        return;
+      }
+      if (mirroredRefusal(rel) !== undefined) return;
+      this.changedAt.set(`file\0${rel}`, Date.now());
+      this.dirty.add(rel);
+      this.kick(this.quietMs);
+    });
+    watcher.on('error', (error) =>
+      this.logger.warn({ err: error }, 'file watcher error; the periodic reconcile goes on'),
+    );
+    this.fileWatcher = watcher;
+  }
+
+  /** Runs a pass over the dirty files after `ms`, one pass at a time. */
+  private kick(ms: number): void {
+    if (this.stopped) return;
+    clearTimeout(this.kickTimer);
+    this.kickTimer = setTimeout(() => {
+      if (this.running) {
+        // The pass in flight re-checks `dirty` when it ends.
+        return;
+      }
+      this.running = this.drain().finally(() => {
+        this.running = undefined;
+      });
+    }, ms);
+  }
+
+  private async drain(): Promise<void> {
+    while (this.dirty.size > 0 && !this.stopped) {
+      const paths = [...this.dirty];
+      this.dirty.clear();
+      try {
+        await this.pass(paths, false);
+      } catch (error) {
+        for (const p of paths) this.dirty.add(p);
+        this.fail('sync pass', error);
+        this.counters.retries++;
+        this.kick(RETRY_MS);
+        return;
+      }
+    }
+  }
+
+  /** Every file either side or the base knows, reconciled. */
+  async reconcileAll(options: { dryRun?: boolean } = {}): Promise<PassResult> {
+    const wait = this.running;
+    if (wait) await wait;
+    const work = (async () => {
+      const scanned = await scanConfDir(this.confDir).catch(() => [] as string[]);
+      const paths = new Set<string>([...scanned, ...this.etcdIndex.files(), ...this.baseIndex.files()]);
+      const result = await this.pass([...paths].sort(), options.dryRun ?? false, true, scanned.length === 0);
+      this.lastFullReconcile = Date.now();
+      if (!options.dryRun) this.ready = this.blocked.length === 0;
+      return result;
+    })();
+    this.running = work.then(
+      () => undefined,
+      () => undefined,
+    );
+    try {
+      return await work;
+    } finally {
+      this.running = undefined;
+      if (this.dirty.size > 0) this.kick(0);
+    }
+  }
+
+  private async pass(
+    paths: readonly string[],
+    dryRun: boolean,
+    full = false,
+    confDirEmpty = false,
+  ): Promise<PassResult> {
+    const keyFile = new Map<string, string>();
+    const base = new Map<string, BaseEntry>();
+    const files = new Map<string, string>();
+    const etcd = new Map<string, EtcdEntry>();
+    const unreadable = new Set<string>();
+    for (const path of paths) {
+      const snapshot = await readConfFile(this.confDir, this.layout, path, (what, reason) => {
+        if (this.refusedOnce.has(what)) return;
+        this.refusedOnce.add(what);
+        this.counters.refused++;
+        this.logger.warn({ key: what, reason }, 'file key refused: it maps to no safe etcd key');
+      });
+      this.files.set(path, snapshot);
+      if (snapshot.kind === 'unreadable') {
+        unreadable.add(path);
+        if (this.reportedUnreadable.get(path) !== snapshot.reason) {
+          this.reportedUnreadable.set(path, snapshot.reason);
+          this.counters.parseErrors++;
+          this.logger.error(
+            { file: join(this.confDir, path) },
+            `${snapshot.reason}: nothing is pushed from this file until it is fixed`,
+          );
+        }
+      } else this.reportedUnreadable.delete(path);
+      for (const [key, value] of snapshot.entries) {
+        files.set(key, value);
+        keyFile.set(key, path);
+      }
+      for (const key of this.etcdIndex.keysOf(path)) {
+        const entry = this.etcd.get(key);
+        if (entry !== undefined) etcd.set(key, entry);
+        keyFile.set(key, path);
+      }
+      for (const key of this.baseIndex.keysOf(path)) {
+        const entry = this.base.get(key);
+        if (entry !== undefined) base.set(key, entry);
+        keyFile.set(key, path);
+      }
+    }
+    const p = plan({
+      base,
+      files,
+      etcd,
+      fileOf: (key) => keyFile.get(key) ?? '',
+      unreadableFiles: unreadable,
+      policy: this.policy,
+      changedAt: (side, key) =>
+        this.changedAt.get(side === 'etcd' ? `etcd\0${key}` : `file\0${keyFile.get(key)}`),
+      guard: {
+        confDirEmpty,
+        allowMassDelete: this.options.allowMassDelete ?? false,
+        maxDeleteShare: this.options.maxDeleteShare ?? 0.5,
+      },
+    });
+    if (dryRun) return { plan: p, files: paths.length };
+    this.reportBlocked(p.blocked, full);
+    await this.applyEtcd(p.toEtcd, keyFile);
+    await this.applyFiles(p.toFile, keyFile);
+    await this.recordConflicts(p.conflicts, keyFile);
+    for (const [key, entry] of p.base) this.setBase(key, entry, keyFile.get(key));
+    this.scheduleSave();
+    return { plan: p, files: paths.length };
+  }
+
+  /** A full pass decides the guard's state; a pass over a few files can only raise it (and asks for a full one when clear). */
+  private reportBlocked(blocked: readonly Blocked[], full: boolean): void {
+    const before = JSON.stringify(this.blocked);
+    if (full || blocked.length > 0) this.blocked = blocked;
+    else if (this.blocked.length > 0) this.kickFull();
+    if (JSON.stringify(this.blocked) === before) return;
+    this.ready = this.blocked.length === 0 && this.lastFullReconcile !== undefined;
+    for (const b of this.blocked) {
+      this.logger.error(
+        { side: b.side, deletions: b.deletions, of: b.of, files: b.files },
+        b.side === 'conf-dir'
+          ? 'the conf dir is missing or empty: no deletion is carried to etcd; restore the files or restart with --allow-mass-delete'
+          : `${b.side} lost ${b.deletions} of ${b.of} mirrored keys across ${b.files} files at once: deletions are held back; restore them or restart with --allow-mass-delete`,
+      );
+    }
+  }
+
+  private kickFull(): void {
+    if (this.stopped) return;
+    setTimeout(
+      () => void this.reconcileAll().catch((e) => this.fail('full reconcile', e)),
+      this.quietMs,
+    ).unref();
+  }
+
+  private setBase(key: string, entry: BaseEntry | undefined, file: string | undefined): void {
+    if (entry === undefined) {
+      this.base.delete(key);
+      if (file !== undefined) this.baseIndex.delete(file, key);
+    } else {
+      this.base.set(key, entry);
+      if (file !== undefined) this.baseIndex.add(file, key);
+    }
+    this.baseDirty = true;
+  }
+
+  private async applyEtcd(writes: readonly EtcdWrite[], keyFile: ReadonlyMap<string, string>): Promise<void> {
+    if (writes.length === 0) return;
+    const max = (await this.options.middleware.settings()).maxTxnOps;
+    const byFile = groupBy(writes, (w) => keyFile.get(w.key) ?? '');
+    for (const [file, fileWrites] of byFile) {
+      for (let i = 0; i < fileWrites.length; i += max) {
+        const chunk = fileWrites.slice(i, i + max);
+        const revision = await this.options.middleware.writeIfUnchanged(chunk);
+        if (revision === undefined) {
+          // Someone else wrote first: the watch brings their value, and the next pass merges it.
+          this.logger.info(
+            { file, keys: chunk.map((w) => w.key) },
+            'etcd changed under the write: merging again',
+          );
+          this.counters.retries++;
+          this.dirty.add(file);
+          this.kick(RETRY_MS / 10);
+          continue;
+        }
+        for (const w of chunk) {
+          if (w.value === undefined) {
+            this.etcd.delete(w.key);
+            this.etcdIndex.delete(file, w.key);
+            this.tombstones.set(w.key, revision);
+          } else {
+            this.etcd.set(w.key, { value: w.value, modRevision: revision });
+            this.etcdIndex.add(file, w.key);
+          }
+          this.setBase(
+            w.key,
+            w.value === undefined ? undefined : { value: w.value, modRevision: revision },
+            file,
+          );
+          this.logger.info(
+            { key: w.key, reason: w.reason, revision },
+            w.value === undefined ? 'deleted in etcd' : 'written to etcd',
+          );
+        }
+        this.counters.toEtcd += chunk.length;
+      }
+    }
+  }
+
+  private async applyFiles(
+    writes: readonly FileWrite[],
+    keyFile: ReadonlyMap<string, string>,
+  ): Promise<void> {
+    for (const [file, fileWrites] of groupBy(writes, (w) => keyFile.get(w.key) ?? '')) {
+      const snapshot = this.files.get(file);
+      const basedOn = snapshot?.kind === 'ok' ? snapshot.text : undefined;
+      try {
+        await writeConfFile(this.confDir, this.layout, file, fileWrites, basedOn);
+      } catch (error) {
+        if (error instanceof StaleFileError) {
+          this.dirty.add(file);
+          this.kick(this.quietMs);
+          continue;
+        }
+        if (error instanceof LinkEtcdError) {
+          this.logger.error({ file }, `${error.message}: not written`);
+          continue;
+        }
+        throw error;
+      }
+      for (const w of fileWrites) {
+        this.setBase(
+          w.key,
+          w.value === undefined ? undefined : { value: w.value, modRevision: w.revision },
+          file,
+        );
+        this.logger.info(
+          { key: w.key, file, reason: w.reason },
+          w.value === undefined ? 'deleted in the file' : 'written to the file',
+        );
+      }
+      this.counters.toFile += fileWrites.length;
+      // Our write will come back as a file event; the snapshot must already know it, or it would look like an edit.
+      this.files.set(file, await readConfFile(this.confDir, this.layout, file, () => undefined));
+    }
+  }
+
+  private async recordConflicts(
+    conflicts: readonly Conflict[],
+    keyFile: ReadonlyMap<string, string>,
+  ): Promise<void> {
+    for (const [file, list] of groupBy(conflicts, (c) => keyFile.get(c.key) ?? '')) {
+      this.counters.conflicts += list.length;
+      let record: string | undefined;
+      try {
+        record = await writeConflictRecord(this.confDir, this.layout, file, list, new Date());
+      } catch (error) {
+        this.logger.error(
+          { err: error, file },
+          'could not write the conflict record; the losing values are in this log',
+        );
+      }
+      for (const c of list) {
+        this.logger.error(
+          { key: c.key, winner: c.winner, loser: c.loser, lostValue: c.loserValue, record },
+          `conflict on ${c.key}: ${c.winner} wins (${this.policy}), the ${c.loser} value is kept in ${record ?? 'this log'}`,
+        );
+      }
+    }
+  }
+
+  private scheduleSave(): void {
+    if (!this.baseDirty || this.saveTimer !== undefined) return;
+    // Batches journal writes under a burst; a crash in between only makes the next start merge a bit more.
+    this.saveTimer = setTimeout(() => {
+      this.saveTimer = undefined;
+      void this.saveNow().catch((e) => this.fail('saving the base', e));
+    }, 200);
+  }
+
+  private async saveNow(): Promise<void> {
+    this.baseDirty = false;
+    await saveBase(this.journal, this.confDir, this.layout.prefix, this.base);
+  }
+
+  private fail(what: string, error: unknown): void {
+    const message = error instanceof Error ? error.message : String(error);
+    this.logger.error({ err: error }, `${what} failed: ${message}`);
+  }
+}
+
+function groupBy<T>(items: readonly T[], keyOf: (item: T) => string): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const k = keyOf(item);
+    const list = out.get(k);
+    if (list) list.push(item);
+    else out.set(k, [item]);
+  }
+  return out;
+}
+
+/** Whether the conf dir exists (a missing one is the unmounted-volume case of the guard). */
+export async function confDirExists(dir: string): Promise<boolean> {
+  return (await stat(dir).catch(() => undefined))?.isDirectory() === true;
+}

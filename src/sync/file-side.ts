@@ -1,0 +1,209 @@
+import { lstat, mkdir, readdir, readFile, realpath, unlink, writeFile } from 'node:fs/promises';
+import { dirname, join, relative, sep } from 'node:path';
+import { IniSyntaxError, LinkEtcdError } from '../errors.js';
+import { TEMP_MARK, writeFileAtomic } from '../files/atomic-write.js';
+import { applyIniChanges, type IniChange } from '../ini/edit.js';
+import { decodeValue, encodeValue } from '../ini/escape.js';
+import { parseIni } from '../ini/parse.js';
+import { addressRefusal, keyOf, type Layout, mirroredRefusal, parseKey } from '../layout/mapping.js';
+import type { Conflict } from './plan.js';
+
+/** One conf file as last read. */
+export type FileSnapshot =
+  | { readonly kind: 'missing'; readonly confPath: string; readonly entries: ReadonlyMap<string, string> }
+  | {
+      readonly kind: 'ok';
+      readonly confPath: string;
+      readonly text: string;
+      /** etcd key -> value */
+      readonly entries: ReadonlyMap<string, string>;
+    }
+  | {
+      readonly kind: 'unreadable';
+      readonly confPath: string;
+      readonly reason: string;
+      readonly entries: ReadonlyMap<string, string>;
+    };
+
+const EMPTY: ReadonlyMap<string, string> = new Map();
+
+/** The file changed between the read a plan was based on and the write: plan again. */
+export class StaleFileError extends LinkEtcdError {
+  constructor(file: string) {
+    super('ETCD_REQUEST', `${file} changed while link-etcd was writing it: it will be merged again`);
+  }
+}
+
+const isInside = (root: string, path: string): boolean => path === root || path.startsWith(root + sep);
+
+/** Every mirrored conf path under `confDir`, never following a symlink out of it. */
+export async function scanConfDir(confDir: string): Promise<string[]> {
+  const root = await realpath(confDir);
+  const found: string[] = [];
+  const walk = async (dir: string, rel: string): Promise<void> => {
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      if (name.startsWith('.')) continue;
+      const childRel = rel === '' ? name : `${rel}/${name}`;
+      if (childRel === 'link/etcd') continue;
+      const abs = join(dir, name);
+      let info = await lstat(abs).catch(() => undefined);
+      if (info?.isSymbolicLink()) {
+        const target = await realpath(abs).catch(() => undefined);
+        if (target === undefined || !isInside(root, target)) continue;
+        info = await lstat(target).catch(() => undefined);
+      }
+      if (info?.isDirectory()) await walk(abs, childRel);
+      else if (info?.isFile() && mirroredRefusal(childRel) === undefined) found.push(childRel);
+    }
+  };
+  await walk(root, '');
+  return found.sort();
+}
+
+/**
+ * Reads one conf file into etcd keys. A file that does not parse is
+ * `unreadable`: it pushes nothing until it is fixed. Names that cannot map
+ * to a key are passed to `refuse` and skipped.
+ */
+export async function readConfFile(
+  confDir: string,
+  l: Layout,
+  confPath: string,
+  refuse: (what: string, reason: string) => void,
+): Promise<FileSnapshot> {
+  const file = join(confDir, confPath);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return { kind: 'missing', confPath, entries: EMPTY };
+    return { kind: 'unreadable', confPath, reason: (error as Error).message, entries: EMPTY };
+  }
+  try {
+    const doc = parseIni(text, file);
+    const entries = new Map<string, string>();
+    for (const [section, keys] of doc.sections) {
+      for (const [key, raw] of keys) {
+        const address = { confPath, section, key };
+        const refusal = addressRefusal(address);
+        if (refusal !== undefined) refuse(`${file} [${section}] ${key}`, refusal);
+        else entries.set(keyOf(l, address), decodeValue(raw));
+      }
+    }
+    return { kind: 'ok', confPath, text, entries };
+  } catch (error) {
+    if (error instanceof IniSyntaxError)
+      return { kind: 'unreadable', confPath, reason: error.message, entries: EMPTY };
+    throw error;
+  }
+}
+
+/** Refuses a write whose folder leads, through a symlink, out of the conf dir, or onto a symlink. */
+async function checkWritable(confDir: string, file: string): Promise<void> {
+  const root = await realpath(confDir);
+  let dir = dirname(file);
+  // The nearest folder that exists decides where new folders would land.
+  for (;;) {
+    const real = await realpath(dir).catch(() => undefined);
+    if (real !== undefined) {
+      if (!isInside(root, real))
+        throw new LinkEtcdError('BAD_SETTING', `${file} leads out of the conf dir ${root}`);
+      break;
+    }
+    dir = dirname(dir);
+  }
+  const info = await lstat(file).catch(() => undefined);
+  if (info?.isSymbolicLink()) {
+    throw new LinkEtcdError('BAD_SETTING', `${file} is a symlink: link-etcd does not replace links`);
+  }
+}
+
+/**
+ * Applies key writes to one conf file, keeping everything else in it byte
+ * for byte, atomically. `basedOn` is the text the plan saw: if the file
+ * changed since, nothing is written and StaleFileError asks for a new plan.
+ */
+export async function writeConfFile(
+  confDir: string,
+  l: Layout,
+  confPath: string,
+  writes: ReadonlyArray<{ readonly key: string; readonly value: string | undefined }>,
+  basedOn: string | undefined,
+): Promise<string> {
+  const file = join(confDir, confPath);
+  await checkWritable(confDir, file);
+  const current = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined;
+    throw error;
+  });
+  if (current !== basedOn) throw new StaleFileError(file);
+  const doc = parseIni(current ?? '', file);
+  const changes: IniChange[] = [];
+  for (const w of writes) {
+    const parsed = parseKey(l, w.key);
+    if (!parsed.ok) continue;
+    const { section, key } = parsed.address;
+    changes.push({ section, key, value: w.value === undefined ? undefined : encodeValue(w.value) });
+  }
+  const text = applyIniChanges(doc, changes);
+  await mkdir(dirname(file), { recursive: true });
+  await writeFileAtomic(file, text);
+  return text;
+}
+
+/** Keeps the losing values of conflicts next to their file, where a person finds them; never mirrored. */
+export async function writeConflictRecord(
+  confDir: string,
+  l: Layout,
+  confPath: string,
+  conflicts: readonly Conflict[],
+  at: Date,
+): Promise<string> {
+  const stamp = at.toISOString().replace(/[:.]/g, '-');
+  const file = join(confDir, `${confPath}.conflict-${stamp}`);
+  const lines = [
+    `; link-etcd conflict record, ${at.toISOString()}`,
+    '; Both the file and etcd changed these keys since they last agreed.',
+    '; The values below LOST; the winner is in the file and in etcd.',
+  ];
+  const bySection = new Map<string, string[]>();
+  for (const c of conflicts) {
+    const parsed = parseKey(l, c.key);
+    if (!parsed.ok) continue;
+    const entries = bySection.get(parsed.address.section) ?? [];
+    entries.push(
+      `; ${c.loser} lost to ${c.winner} (${c.winnerValue === undefined ? 'deleted' : encodeValue(c.winnerValue)})`,
+    );
+    entries.push(`${parsed.address.key} = ${encodeValue(c.loserValue)}`);
+    bySection.set(parsed.address.section, entries);
+  }
+  for (const [section, entries] of bySection) lines.push('', `[${section}]`, ...entries);
+  await checkWritable(confDir, file);
+  await writeFile(file, `${lines.join('\n')}\n`, { mode: 0o600, flag: 'wx' });
+  return file;
+}
+
+/** Removes the temp files a crash left behind (ours only: they carry our mark). */
+export async function removeStaleTemps(confDir: string): Promise<string[]> {
+  const removed: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    for (const entry of entries) {
+      const abs = join(dir, entry.name);
+      if (entry.isDirectory() && !entry.name.startsWith('.')) await walk(abs);
+      else if (entry.isFile() && entry.name.startsWith(TEMP_MARK) && entry.name.endsWith('.tmp')) {
+        await unlink(abs).catch(() => undefined);
+        removed.push(relative(confDir, abs));
+      }
+    }
+  };
+  await walk(confDir);
+  return removed;
+}
