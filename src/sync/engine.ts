@@ -67,6 +67,10 @@ export interface PassResult {
 }
 
 const RETRY_MS = 500;
+/** Longer than chokidar's 50 ms change throttle and its 100 ms atomic-save window. */
+const RECHECK_MS = 150;
+/** How long a file must stay empty or gone before its keys are deleted in etcd. */
+const SETTLE_MS = 300;
 
 /**
  * The imperative shell around `plan`: keeps the three states (base, files,
@@ -91,6 +95,8 @@ export class SyncEngine {
   private readonly files = new Map<string, FileSnapshot>();
   private readonly changedAt = new Map<string, number>();
   private readonly dirty = new Set<string>();
+  private readonly rechecks = new Map<string, NodeJS.Timeout>();
+  private readonly emptiedAt = new Map<string, number>();
   private readonly refusedOnce = new Set<string>();
   private readonly reportedUnreadable = new Map<string, string>();
   private journal = '';
@@ -126,8 +132,9 @@ export class SyncEngine {
   /** Loads the base, waits for etcd's state, reconciles everything once, then follows both sides live. */
   async start(): Promise<void> {
     await this.prepare();
-    await this.reconcileAll();
-    this.followFiles();
+    // Watch first, then read: an edit made during the first reconcile is an event, not a gap.
+    await this.followFiles();
+    await this.reconcileAll({ settled: true });
     const period = this.options.fullReconcileMs ?? 300_000;
     this.fullTimer = setInterval(
       () => void this.reconcileAll().catch((e) => this.fail('full reconcile', e)),
@@ -139,7 +146,7 @@ export class SyncEngine {
   /** Reconciles once: for `--once` and `--dry-run`. */
   async once(options: { dryRun?: boolean } = {}): Promise<PassResult> {
     await this.prepare();
-    return this.reconcileAll(options);
+    return this.reconcileAll({ ...options, settled: true });
   }
 
   /** Finishes the pass in flight, saves the base and lets go of etcd and the files. */
@@ -148,6 +155,7 @@ export class SyncEngine {
     clearInterval(this.fullTimer);
     clearTimeout(this.kickTimer);
     clearTimeout(this.saveTimer);
+    for (const timer of this.rechecks.values()) clearTimeout(timer);
     this.watchSub?.unsubscribe();
     await this.fileWatcher?.close();
     await this.running;
@@ -233,7 +241,7 @@ export class SyncEngine {
     this.kick(0);
   }
 
-  private followFiles(): void {
+  private followFiles(): Promise<void> {
     const watcher = watchFiles(this.confDir, {
       ignoreInitial: true,
       ignored: (path: string, stats) => {
@@ -255,11 +263,29 @@ export class SyncEngine {
       this.changedAt.set(`file\0${rel}`, Date.now());
       this.dirty.add(rel);
       this.kick(this.quietMs);
+      this.recheckLater(rel);
     });
     watcher.on('error', (error) =>
       this.logger.warn({ err: error }, 'file watcher error; the periodic reconcile goes on'),
     );
     this.fileWatcher = watcher;
+    return new Promise((resolve) => watcher.once('ready', () => resolve()));
+  }
+
+  /**
+   * chokidar drops a change that comes within ~50 ms of another on the same
+   * file (its throttle, and its atomic-save handling): so every event also
+   * asks for one more look once that window has passed.
+   */
+  private recheckLater(rel: string, ms = RECHECK_MS): void {
+    clearTimeout(this.rechecks.get(rel));
+    const timer = setTimeout(() => {
+      this.rechecks.delete(rel);
+      this.dirty.add(rel);
+      this.kick(0);
+    }, ms);
+    timer.unref();
+    this.rechecks.set(rel, timer);
   }
 
   /** Runs a pass over the dirty files after `ms`, one pass at a time. */
@@ -294,13 +320,19 @@ export class SyncEngine {
   }
 
   /** Every file either side or the base knows, reconciled. */
-  async reconcileAll(options: { dryRun?: boolean } = {}): Promise<PassResult> {
+  async reconcileAll(options: { dryRun?: boolean; settled?: boolean } = {}): Promise<PassResult> {
     const wait = this.running;
     if (wait) await wait;
     const work = (async () => {
       const scanned = await scanConfDir(this.confDir).catch(() => [] as string[]);
       const paths = new Set<string>([...scanned, ...this.etcdIndex.files(), ...this.baseIndex.files()]);
-      const result = await this.pass([...paths].sort(), options.dryRun ?? false, true, scanned.length === 0);
+      const result = await this.pass(
+        [...paths].sort(),
+        options.dryRun ?? false,
+        true,
+        scanned.length === 0,
+        options.settled ?? false,
+      );
       this.lastFullReconcile = Date.now();
       if (!options.dryRun) this.ready = this.blocked.length === 0;
       return result;
@@ -336,6 +368,11 @@ export class SyncEngine {
         this.logger.warn({ key: what, reason }, 'file key refused: it maps to no safe etcd key');
       });
       this.files.set(path, snapshot);
+      if (!settled && this.mayBeMidSave(path, snapshot)) {
+        // Pushes nothing now: a truncate-then-write or delete-then-create save is read again once it settles.
+        unreadable.add(path);
+        continue;
+      }
       if (snapshot.kind === 'unreadable') {
         unreadable.add(path);
         if (this.reportedUnreadable.get(path) !== snapshot.reason) {
@@ -385,6 +422,32 @@ export class SyncEngine {
     for (const [key, entry] of p.base) this.setBase(key, entry, keyFile.get(key));
     this.scheduleSave();
     return { plan: p, files: paths.length };
+  }
+
+  /**
+   * A file that just lost all its keys (emptied or removed) may be an editor
+   * between its truncate and its write: its emptiness counts only once it
+   * has lasted SETTLE_MS.
+   */
+  private mayBeMidSave(path: string, snapshot: FileSnapshot): boolean {
+    const emptied = snapshot.kind !== 'unreadable' && snapshot.entries.size === 0 && this.baseIndex.keysOf(path).size > 0;
+    if (!emptied) {
+      this.emptiedAt.delete(path);
+      return false;
+    }
+    const since = this.emptiedAt.get(path);
+    const now = Date.now();
+    if (since === undefined) {
+      this.emptiedAt.set(path, now);
+      this.recheckLater(path, SETTLE_MS);
+      return true;
+    }
+    if (now - since < SETTLE_MS) {
+      this.recheckLater(path, SETTLE_MS - (now - since));
+      return true;
+    }
+    this.emptiedAt.delete(path);
+    return false;
   }
 
   /** A full pass decides the guard's state; a pass over a few files can only raise it (and asks for a full one when clear). */

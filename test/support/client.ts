@@ -3,7 +3,10 @@ import { pino } from 'pino';
 import { EtcdMiddleware, type MiddlewareOptions } from '../../src/index.js';
 
 /** Log lines a test can read back. */
-export function captureLogger(): { logger: pino.Logger; lines: Array<Record<string, unknown>> } {
+export function captureLogger(level?: string): {
+  logger: pino.Logger;
+  lines: Array<Record<string, unknown>>;
+} {
   const lines: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(chunk, _enc, done) {
@@ -11,7 +14,7 @@ export function captureLogger(): { logger: pino.Logger; lines: Array<Record<stri
       done();
     },
   });
-  return { logger: pino({ level: process.env.LINK_ETCD_LOG_LEVEL ?? 'warn' }, sink), lines };
+  return { logger: pino({ level: level ?? process.env.LINK_ETCD_LOG_LEVEL ?? 'warn' }, sink), lines };
 }
 
 /**

@@ -1,0 +1,233 @@
+import { execFile } from 'node:child_process';
+import { mkdir, readdir, readFile, rename, rm, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type EtcdServer, startEtcd } from '../harness/etcd.js';
+import { waitFor } from '../harness/wait.js';
+import { type SyncFixture, syncFixture } from '../support/sync.js';
+
+const sh = promisify(execFile);
+let etcd: EtcdServer;
+const fixtures: SyncFixture[] = [];
+
+beforeAll(async () => {
+  etcd = await startEtcd();
+});
+afterEach(async () => {
+  for (const f of fixtures.splice(0)) await f.cleanup();
+});
+afterAll(async () => {
+  await etcd?.cleanup();
+});
+
+async function fixture(): Promise<SyncFixture> {
+  const f = await syncFixture(etcd);
+  fixtures.push(f);
+  return f;
+}
+
+/** etcd's value at a key, or undefined. */
+async function etcdValue(key: string): Promise<string | undefined> {
+  const out = await etcd.etcdctl('get', '--print-value-only', key);
+  return out === '' ? undefined : out.replace(/\n$/, '');
+}
+
+async function etcdKeys(prefix: string): Promise<string[]> {
+  return (await etcd.etcdctl('get', '--prefix', '--keys-only', prefix)).split('\n').filter((l) => l !== '');
+}
+
+const APP = '; the app\n[MYCONF]\nmyparam = 3\n\n# the name\nname = x\n';
+
+describe('link-etcd sync (real etcd, real files)', () => {
+  it('pushes files at start, then mirrors both ways live, changing only the edited lines', async () => {
+    const f = await fixture();
+    await mkdir(join(f.confDir, 'myproject'));
+    const file = join(f.confDir, 'myproject', 'app.conf');
+    await writeFile(file, APP);
+    await f.start();
+    expect(f.engine.ready).toBe(true);
+    expect(await etcdValue(`${f.prefix}myproject/app.conf/MYCONF/myparam`)).toBe('3');
+
+    await etcd.etcdctl('put', `${f.prefix}myproject/app.conf/MYCONF/myparam`, '7');
+    await waitFor(async () => (await readFile(file, 'utf8')).includes('myparam = 7'));
+    expect(await readFile(file, 'utf8')).toBe(APP.replace('myparam = 3', 'myparam = 7'));
+    expect(f.lines.some((l) => l.msg === 'written to the file' && String(l.key).endsWith('myparam'))).toBe(
+      true,
+    );
+
+    await etcd.etcdctl('put', `${f.prefix}myproject/app.conf/NEW/key`, ' spaced; #value ');
+    await waitFor(async () => (await readFile(file, 'utf8')).includes('[NEW]'));
+    expect(await readFile(file, 'utf8')).toBe(
+      `${APP.replace('myparam = 3', 'myparam = 7')}\n[NEW]\nkey = " spaced; #value "\n`,
+    );
+
+    await writeFile(file, (await readFile(file, 'utf8')).replace('name = x', 'name = from-file'));
+    await waitFor(async () => (await etcdValue(`${f.prefix}myproject/app.conf/MYCONF/name`)) === 'from-file');
+    expect(await etcdValue(`${f.prefix}myproject/app.conf/NEW/key`)).toBe(' spaced; #value ');
+  });
+
+  it('follows editor save patterns: sed -i, rename-save, truncate-then-write, two writes 10 ms apart', async () => {
+    const f = await fixture();
+    const file = join(f.confDir, 'app.conf');
+    await writeFile(file, APP);
+    await f.start();
+    const key = `${f.prefix}app.conf/MYCONF/myparam`;
+
+    await sh('sed', ['-i', 's/myparam = 3/myparam = 4/', file]);
+    await waitFor(async () => (await etcdValue(key)) === '4');
+
+    await writeFile(join(f.confDir, '.app.conf.swp'), APP.replace('myparam = 3', 'myparam = 5'));
+    await rename(join(f.confDir, '.app.conf.swp'), file);
+    await waitFor(async () => (await etcdValue(key)) === '5');
+
+    await truncate(file, 0);
+    await new Promise((r) => setTimeout(r, 10)); // the gap between an editor's two syscalls
+    await writeFile(file, APP.replace('myparam = 3', 'myparam = 6'));
+    await waitFor(async () => (await etcdValue(key)) === '6');
+
+    await writeFile(file, APP.replace('myparam = 3', 'myparam = 7'));
+    await new Promise((r) => setTimeout(r, 10)); // chokidar is known to drop a change 10 ms after another
+    await writeFile(file, APP.replace('myparam = 3', 'myparam = 8'));
+    await waitFor(async () => (await etcdValue(key)) === '8');
+    expect(await etcdValue(`${f.prefix}app.conf/MYCONF/name`)).toBe('x');
+    // The truncation never reached etcd as a deletion.
+    expect(f.lines.filter((l) => l.msg === 'deleted in etcd')).toEqual([]);
+  });
+
+  it('does not echo its own writes back', async () => {
+    const f = await fixture();
+    const file = join(f.confDir, 'echo.conf');
+    await writeFile(file, '[S]\nk = 1\n');
+    await f.start();
+    const key = `${f.prefix}echo.conf/S/k`;
+    await etcd.etcdctl('put', key, '2');
+    await waitFor(async () => (await readFile(file, 'utf8')) === '[S]\nk = 2\n');
+    // A sentinel round trip: once it is through, anything our write set off has been through as well.
+    await etcd.etcdctl('put', `${f.prefix}echo.conf/S/sentinel`, 's');
+    await waitFor(async () => (await readFile(file, 'utf8')).includes('sentinel = s'));
+    const revisions = JSON.parse(await etcd.etcdctl('get', key, '-w', 'json')) as {
+      kvs: Array<{ version: number }>;
+    };
+    expect(revisions.kvs[0]?.version).toBe(2);
+    expect(f.lines.filter((l) => l.msg === 'written to etcd' && l.key === key)).toEqual([
+      expect.objectContaining({ reason: 'new in the file' }),
+    ]);
+  });
+
+  it('merges edits made on both sides while it was stopped; a conflict keeps the winner on both sides and records the loser', async () => {
+    const f = await fixture();
+    const file = join(f.confDir, 'off.conf');
+    await writeFile(file, '[S]\nfileside = 1\netcdside = 1\nboth = 1\n');
+    await f.start();
+    await f.stop();
+
+    await writeFile(file, '[S]\nfileside = 2\netcdside = 1\nboth = file-value\n');
+    await etcd.etcdctl('put', `${f.prefix}off.conf/S/etcdside`, '2');
+    await etcd.etcdctl('put', `${f.prefix}off.conf/S/both`, 'etcd-value');
+
+    await f.start();
+    expect(await etcdValue(`${f.prefix}off.conf/S/fileside`)).toBe('2');
+    expect(await etcdValue(`${f.prefix}off.conf/S/both`)).toBe('etcd-value');
+    expect(await readFile(file, 'utf8')).toBe('[S]\nfileside = 2\netcdside = 2\nboth = etcd-value\n');
+    const records = (await readdir(f.confDir)).filter((n) => n.startsWith('off.conf.conflict-'));
+    expect(records).toHaveLength(1);
+    expect(await readFile(join(f.confDir, records[0] as string), 'utf8')).toMatch(
+      /\[S\]\n.*\nboth = file-value\n/,
+    );
+    expect(
+      f.lines.some(
+        (l) => l.level === 50 && String(l.msg).startsWith(`conflict on ${f.prefix}off.conf/S/both`),
+      ),
+    ).toBe(true);
+    // The record is not mirrored.
+    expect((await etcdKeys(f.prefix)).some((k) => k.includes('conflict'))).toBe(false);
+  });
+
+  it('lets the file win a conflict with --conflict file-wins', async () => {
+    const f = await fixture();
+    const file = join(f.confDir, 'fw.conf');
+    await writeFile(file, '[S]\nk = 1\n');
+    await f.start();
+    await f.stop();
+    await writeFile(file, '[S]\nk = file\n');
+    await etcd.etcdctl('put', `${f.prefix}fw.conf/S/k`, 'etcd');
+    await f.start({ policy: 'file-wins' });
+    expect(await etcdValue(`${f.prefix}fw.conf/S/k`)).toBe('file');
+    expect(await readFile(file, 'utf8')).toBe('[S]\nk = file\n');
+  });
+
+  it('pushes nothing from a file that does not parse, names file and line, and goes on with the others', async () => {
+    const f = await fixture();
+    await writeFile(join(f.confDir, 'good.conf'), '[S]\nk = 1\n');
+    await writeFile(join(f.confDir, 'bad.conf'), '[S]\nk = 1\n');
+    await f.start();
+    await writeFile(join(f.confDir, 'bad.conf'), '[S]\nk = 2\nthis is not ini\n');
+    await writeFile(join(f.confDir, 'good.conf'), '[S]\nk = 2\n');
+    await waitFor(async () => (await etcdValue(`${f.prefix}good.conf/S/k`)) === '2');
+    await waitFor(() => f.lines.some((l) => String(l.msg).includes('bad.conf:3: expected `key = value`')));
+    expect(await etcdValue(`${f.prefix}bad.conf/S/k`)).toBe('1');
+    // etcd changes to the broken file wait too: its author's text is not overwritten.
+    await etcd.etcdctl('put', `${f.prefix}bad.conf/S/k`, '9');
+    await writeFile(join(f.confDir, 'bad.conf'), '[S]\nk = 1\n');
+    await waitFor(async () => (await readFile(join(f.confDir, 'bad.conf'), 'utf8')) === '[S]\nk = 9\n');
+  });
+
+  it('refuses hostile keys: nothing is written outside the conf dir, into dot-files or link/etcd', async () => {
+    const f = await fixture();
+    await f.start();
+    const hostile = [
+      '../escape.conf/S/k',
+      'a/../../escape2.conf/S/k',
+      '.hidden.conf/S/k',
+      'dir/.git/x.conf/S/k',
+      'link/etcd/middleware.conf/ETCD/host',
+      'ctrl\u0001.conf/S/k',
+    ];
+    for (const k of hostile) await etcd.etcdctl('put', `${f.prefix}${k}`, 'evil');
+    await etcd.etcdctl('put', `${f.prefix}fine.conf/S/k`, 'ok');
+    await waitFor(async () =>
+      (await readFile(join(f.confDir, 'fine.conf'), 'utf8').catch(() => '')).includes('k = ok'),
+    );
+    expect((await readdir(f.confDir)).sort()).toEqual(['fine.conf']);
+    expect(await readdir(join(f.confDir, '..')).then((names) => names.includes('escape.conf'))).toBe(false);
+    expect(f.lines.filter((l) => String(l.msg).startsWith('etcd key refused')).length).toBe(hostile.length);
+  });
+
+  it('holds back a mass deletion until confirmed, but carries a single removed file over', async () => {
+    const f = await fixture();
+    for (const n of ['a', 'b', 'c', 'd']) await writeFile(join(f.confDir, `${n}.conf`), `[S]\nk = ${n}\n`);
+    await f.start();
+    await rm(join(f.confDir, 'a.conf'));
+    await waitFor(async () => (await etcdValue(`${f.prefix}a.conf/S/k`)) === undefined);
+
+    for (const n of ['b', 'c', 'd']) await rm(join(f.confDir, `${n}.conf`));
+    await waitFor(() => f.engine.blocked.length > 0);
+    expect(f.engine.ready).toBe(false);
+    expect(await etcdKeys(f.prefix)).toHaveLength(3);
+    expect(f.lines.some((l) => l.level === 50 && String(l.msg).includes('--allow-mass-delete'))).toBe(true);
+    await f.stop();
+
+    await f.start({ allowMassDelete: true });
+    expect(await etcdKeys(f.prefix)).toEqual([]);
+  });
+
+  it('never deletes in etcd because the conf dir vanished, and never empties files because etcd lost keys', async () => {
+    const f = await fixture();
+    for (const n of ['a', 'b', 'c']) await writeFile(join(f.confDir, `${n}.conf`), `[S]\nk = ${n}\n`);
+    await f.start();
+    await f.stop();
+    await etcd.etcdctl('del', '--prefix', f.prefix);
+    await f.start();
+    expect(f.engine.ready).toBe(false);
+    expect(await readFile(join(f.confDir, 'a.conf'), 'utf8')).toBe('[S]\nk = a\n');
+    await f.stop();
+
+    for (const n of ['a', 'b', 'c']) await rm(join(f.confDir, `${n}.conf`));
+    await etcd.etcdctl('put', `${f.prefix}a.conf/S/k`, 'a');
+    await etcd.etcdctl('put', `${f.prefix}b.conf/S/k`, 'b');
+    await f.start();
+    expect(await etcdKeys(f.prefix)).toHaveLength(2);
+    expect(f.engine.blocked[0]?.side).toBe('conf-dir');
+  });
+});
