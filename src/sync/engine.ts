@@ -26,7 +26,9 @@ import {
   type EtcdEntry,
   type EtcdWrite,
   type FileWrite,
+  type Loss,
   type Plan,
+  type PlanInput,
   plan,
 } from './plan.js';
 
@@ -349,11 +351,16 @@ export class SyncEngine {
     }
   }
 
+  /**
+   * `settled`: take emptied files at their word (start, --once), instead of
+   * waiting to see whether a save is in progress.
+   */
   private async pass(
     paths: readonly string[],
     dryRun: boolean,
     full = false,
     confDirEmpty = false,
+    settled = false,
   ): Promise<PassResult> {
     const keyFile = new Map<string, string>();
     const base = new Map<string, BaseEntry>();
@@ -399,7 +406,7 @@ export class SyncEngine {
         keyFile.set(key, path);
       }
     }
-    const p = plan({
+    const planInput: PlanInput = {
       base,
       files,
       etcd,
@@ -413,7 +420,14 @@ export class SyncEngine {
         allowMassDelete: this.options.allowMassDelete ?? false,
         maxDeleteShare: this.options.maxDeleteShare ?? 0.5,
       },
-    });
+    };
+    let p = plan(planInput);
+    const deletes =
+      p.toEtcd.some((w) => w.value === undefined) || p.toFile.some((w) => w.value === undefined);
+    if (deletes && !full) {
+      // A pass over a few files cannot tell one removed file from the first of many: ask the whole.
+      p = plan({ ...planInput, guard: { ...planInput.guard, overall: await this.overallLosses() } });
+    }
     if (dryRun) return { plan: p, files: paths.length };
     this.reportBlocked(p.blocked, full);
     await this.applyEtcd(p.toEtcd, keyFile);
@@ -430,7 +444,8 @@ export class SyncEngine {
    * has lasted SETTLE_MS.
    */
   private mayBeMidSave(path: string, snapshot: FileSnapshot): boolean {
-    const emptied = snapshot.kind !== 'unreadable' && snapshot.entries.size === 0 && this.baseIndex.keysOf(path).size > 0;
+    const emptied =
+      snapshot.kind !== 'unreadable' && snapshot.entries.size === 0 && this.baseIndex.keysOf(path).size > 0;
     if (!emptied) {
       this.emptiedAt.delete(path);
       return false;
@@ -448,6 +463,33 @@ export class SyncEngine {
     }
     this.emptiedAt.delete(path);
     return false;
+  }
+
+  /** What each side has lost against the whole base: files gone or emptied, keys gone from etcd. */
+  private async overallLosses(): Promise<{ total: number; file: Loss; etcd: Loss }> {
+    const file = { keys: 0, files: 0 };
+    const etcd = { keys: 0, files: 0 };
+    for (const path of [...this.baseIndex.files()]) {
+      const keys = this.baseIndex.keysOf(path);
+      const exists = await stat(join(this.confDir, path)).then(
+        (s) => s.size > 0,
+        () => false,
+      );
+      const snapshot = this.files.get(path);
+      const lostHere = exists
+        ? [...keys].filter((k) => snapshot !== undefined && !snapshot.entries.has(k)).length
+        : keys.size;
+      if (lostHere > 0) {
+        file.keys += lostHere;
+        file.files++;
+      }
+      const goneHere = [...keys].filter((k) => !this.etcd.has(k)).length;
+      if (goneHere > 0) {
+        etcd.keys += goneHere;
+        etcd.files++;
+      }
+    }
+    return { total: this.base.size, file, etcd };
   }
 
   /** A full pass decides the guard's state; a pass over a few files can only raise it (and asks for a full one when clear). */

@@ -38,6 +38,18 @@ export interface MassDeleteGuard {
   readonly allowMassDelete: boolean;
   /** Share of the base's keys one side may lose at once, across several files, before deletions stop. */
   readonly maxDeleteShare: number;
+  /**
+   * What each side has lost overall, when the plan covers only some files
+   * (a pass over the files that changed): the guard judges the whole, or a
+   * mass deletion would slip through one file at a time. Default: counted
+   * from this input.
+   */
+  readonly overall?: { readonly total: number; readonly file: Loss; readonly etcd: Loss };
+}
+
+export interface Loss {
+  readonly keys: number;
+  readonly files: number;
 }
 
 export interface EtcdWrite {
@@ -151,7 +163,10 @@ function pickWinner(key: string, policy: ConflictPolicy, changedAt?: PlanInput['
 }
 
 /** Base keys a side has lost, and across how many files: the input of the mass-deletion guard. */
-function losses(input: PlanInput, side: Side): { keys: number; files: number } {
+export function losses(
+  input: Pick<PlanInput, 'base' | 'files' | 'etcd' | 'fileOf' | 'unreadableFiles'>,
+  side: Side,
+): Loss {
   const files = new Set<string>();
   let keys = 0;
   for (const key of input.base.keys()) {
@@ -177,14 +192,14 @@ export function plan(input: PlanInput): Plan {
   const conflicts: Conflict[] = [];
   const blocked: Blocked[] = [];
 
-  const total = input.base.size;
+  const total = input.guard.overall?.total ?? input.base.size;
   const guardSide = (side: Side): boolean => {
     if (input.guard.allowMassDelete) return false;
+    const lost = input.guard.overall?.[side] ?? losses(input, side);
     if (side === 'file' && input.guard.confDirEmpty && total > 0) {
-      blocked.push({ side: 'conf-dir', deletions: losses(input, 'file').keys, of: total, files: 0 });
+      blocked.push({ side: 'conf-dir', deletions: lost.keys, of: total, files: 0 });
       return true;
     }
-    const lost = losses(input, side);
     if (lost.files > 1 && lost.keys > total * input.guard.maxDeleteShare) {
       blocked.push({ side, deletions: lost.keys, of: total, files: lost.files });
       return true;
