@@ -12,6 +12,7 @@ import {
   Subject,
   type Subscription,
   share,
+  tap,
   timer,
 } from 'rxjs';
 import { LinkEtcdError as LinkError, type LinkEtcdError } from '../errors.js';
@@ -46,6 +47,7 @@ export interface ConfigurableHandle<D extends ConfDeclaration> {
 }
 
 const RETRY_MS = 1_000;
+const LAYER_WAIT_MS = 5_000;
 
 /** Watches `conf` at `paths` through `drivers`, layered, and keeps the result current. */
 export function configurable<D extends ConfDeclaration>(
@@ -60,17 +62,36 @@ export function configurable<D extends ConfDeclaration>(
     errors.next(error);
   };
 
-  // Each layer keeps retrying on its own: one unreachable source must not stop the others.
+  // Each layer keeps retrying on its own. All layers are needed for a first configuration (a partial
+  // one could be wrong), so a layer that stays silent is reported rather than skipped.
   const layers: Observable<RawConf>[] = paths.flatMap((path) =>
-    options.drivers.map((driver) =>
-      driver.watch(path).pipe(
+    options.drivers.map((driver) => {
+      let waiting: NodeJS.Timeout | undefined;
+      return driver.watch(path).pipe(
+        tap({
+          subscribe: () => {
+            waiting = setTimeout(
+              () =>
+                report(
+                  new LinkError(
+                    'ETCD_UNAVAILABLE',
+                    `${path}: ${driver.constructor.name} gave no configuration within ${LAYER_WAIT_MS / 1000} s; still waiting for it`,
+                  ),
+                ),
+              LAYER_WAIT_MS,
+            );
+            waiting.unref();
+          },
+          next: () => clearTimeout(waiting),
+          finalize: () => clearTimeout(waiting),
+        }),
         catchError((error: unknown) => {
           report(error instanceof LinkError ? error : new LinkError('ETCD_REQUEST', String(error)));
           throw error;
         }),
         retry({ delay: () => timer(RETRY_MS) }),
-      ),
-    ),
+      );
+    }),
   );
   const current = new BehaviorSubject<ConfValues<D> | undefined>(undefined);
   const typed$ =
@@ -134,6 +155,8 @@ export function Configurable<D extends ConfDeclaration>(options: ConfigurableOpt
   ): C => {
     let handle: ConfigurableHandle<D> | undefined;
     const instances = new Set<WeakRef<object>>();
+    // Instances are held weakly; the registry drops their entries when they are collected.
+    const registry = new FinalizationRegistry<WeakRef<object>>((ref) => instances.delete(ref));
     const start = (): ConfigurableHandle<D> => {
       if (handle) return handle;
       const h = configurable(options);
@@ -156,7 +179,9 @@ export function Configurable<D extends ConfDeclaration>(options: ConfigurableOpt
           instance,
           h.current === undefined ? defaultsOf(options.conf) : flatten(options.conf, h.current),
         );
-        instances.add(new WeakRef(instance));
+        const ref = new WeakRef(instance);
+        instances.add(ref);
+        registry.register(instance, ref);
         handles.set(instance, h as unknown as ConfigurableHandle<ConfDeclaration>);
         return instance;
       },
@@ -173,7 +198,10 @@ export function Configurable<D extends ConfDeclaration>(options: ConfigurableOpt
           return start().errors$;
         },
         ready: () => start().ready(),
-        close: () => handle?.close(),
+        close: () => {
+          handle?.close();
+          handle = undefined;
+        },
       } as unknown as ConfigurableHandle<ConfDeclaration>);
     });
     return proxy;

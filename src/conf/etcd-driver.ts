@@ -1,9 +1,8 @@
 import { posix } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { distinctUntilChanged, map, type Observable } from 'rxjs';
-import { EtcdKeyError } from '../errors.js';
 import { EtcdMiddleware, type MiddlewareOptions } from '../middleware/middleware.js';
-import { childPrefix, normalizePath, type Tree } from '../middleware/tree.js';
+import { childPrefix, normalizePath } from '../middleware/tree.js';
 import { BaseConfDriver } from './driver.js';
 import type { RawConf } from './model.js';
 
@@ -29,19 +28,6 @@ export function rawFromEntries(base: string, entries: Iterable<readonly [string,
     const [cat, param] = parts as [string, string];
     if (!Object.hasOwn(raw, cat)) setOwn(raw, cat, {});
     setOwn(raw[cat] as Record<string, string>, param, value);
-  }
-  return raw;
-}
-
-function rawFromTree(tree: Tree): RawConf {
-  const raw: RawConf = {};
-  if (typeof tree !== 'object' || Array.isArray(tree)) return raw;
-  for (const [cat, params] of Object.entries(tree)) {
-    if (typeof params !== 'object' || Array.isArray(params)) continue;
-    const section: Record<string, string> = {};
-    for (const [name, value] of Object.entries(params))
-      if (typeof value === 'string') setOwn(section, name, value);
-    setOwn(raw, cat, section);
   }
   return raw;
 }
@@ -78,12 +64,9 @@ export class EtcdConfDriver extends BaseConfDriver {
   }
 
   protected async readRaw(path: string): Promise<RawConf> {
-    try {
-      return rawFromTree(await this.middleware.get(this.keyOf(path)));
-    } catch (error) {
-      if (error instanceof EtcdKeyError) return {};
-      throw error;
-    }
+    // The same reading as watch(): keys two levels down, whatever their names.
+    const key = this.keyOf(path);
+    return rawFromEntries(key, await this.middleware.list(childPrefix(key)));
   }
 
   protected watchRaw(path: string): Observable<RawConf> {

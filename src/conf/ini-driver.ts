@@ -8,6 +8,7 @@ import { writeFileAtomic } from '../files/atomic-write.js';
 import { applyIniChanges, type IniChange } from '../ini/edit.js';
 import { type IniDocument, parseIni } from '../ini/parse.js';
 import { confDir as defaultConfDir } from '../layout/conf-dir.js';
+import { iniNameRefusal } from '../layout/mapping.js';
 import type { Logger } from '../log.js';
 import { BaseConfDriver } from './driver.js';
 import type { RawConf } from './model.js';
@@ -17,7 +18,7 @@ export interface IniConfDriverOptions {
   confDir?: string;
   /** Quiet time after the last file event before the file is read, so a save in several steps is read once, whole. Default 50 ms. */
   quietMs?: number;
-  /** A file that does not parse is read again after this long before it is reported: it may be half written. Default 250 ms. */
+  /** A file that does not parse, or that was emptied or removed, is read again after this long before it counts: it may be half written. Default 250 ms. */
   settleMs?: number;
   /** Every this often the file is read even without an event (events can be missed). Default 5000 ms. */
   rescanMs?: number;
@@ -55,6 +56,7 @@ export class IniConfDriver extends BaseConfDriver {
   private readonly quietMs: number;
   private readonly settleMs: number;
   private readonly rescanMs: number;
+  private readonly writing = new Map<string, Promise<void>>();
 
   constructor(options: IniConfDriverOptions = {}) {
     super(options.logger);
@@ -125,6 +127,14 @@ export class IniConfDriver extends BaseConfDriver {
           const text = await this.readText(file);
           const raw = text === undefined ? {} : rawFromDoc(parseIni(text, file));
           reported = undefined;
+          const emptied = Object.keys(raw).length === 0 && last !== undefined && Object.keys(last).length > 0;
+          if (emptied && !settled) {
+            // Emptied or removed: maybe an editor between truncate and write. Believe it once it lasts.
+            reading = false;
+            clearTimeout(timer);
+            timer = setTimeout(() => void read(true), this.settleMs);
+            return;
+          }
           if (!closed && (last === undefined || !isDeepStrictEqual(raw, last))) {
             last = raw;
             subscriber.next(raw);
@@ -180,11 +190,28 @@ export class IniConfDriver extends BaseConfDriver {
     });
   }
 
-  protected async writeRaw(path: string, raw: RawConf): Promise<void> {
+  protected writeRaw(path: string, raw: RawConf): Promise<void> {
     const file = this.fileOf(path);
+    // One write at a time per file: two read-modify-writes in parallel would each drop the other's keys.
+    const previous = this.writing.get(file) ?? Promise.resolve();
+    const next = previous.then(
+      () => this.writeNow(path, file, raw),
+      () => this.writeNow(path, file, raw),
+    );
+    this.writing.set(file, next);
+    void next
+      .finally(() => {
+        if (this.writing.get(file) === next) this.writing.delete(file);
+      })
+      .catch(() => undefined);
+    return next;
+  }
+
+  private async writeNow(path: string, file: string, raw: RawConf): Promise<void> {
     const issues = Object.entries(raw).flatMap(([category, params]) =>
       Object.entries(params).flatMap(([parameter, value]) => {
-        const reason = unrepresentable(value);
+        const reason =
+          iniNameRefusal(category, 'section') ?? iniNameRefusal(parameter, 'key') ?? unrepresentable(value);
         return reason === undefined ? [] : [{ path, category, parameter, raw: value, reason }];
       }),
     );

@@ -69,7 +69,7 @@ export function mirroredRefusal(confPath: string): Refusal {
 }
 
 /** A section or key name INI can hold on one line and read back as the same name. */
-function iniNameRefusal(name: string, what: 'section' | 'key'): Refusal {
+export function iniNameRefusal(name: string, what: 'section' | 'key'): Refusal {
   if (name === '') return `empty ${what} name`;
   if (name !== name.trim()) return `${what} name starts or ends with spaces`;
   if (hasControl(name)) return `control character in a ${what} name`;

@@ -78,7 +78,9 @@ export function openConnection(
       settings.username !== undefined && settings.password !== undefined
         ? { username: settings.username, password: settings.password }
         : undefined,
-    grpcOptions: { ...KEEPALIVE },
+    // gRPC's default 4 MiB receive limit is smaller than what etcd sends: a catch-up watch response
+    // holds up to 1000 revisions (twice, with prev_kv), and etcd accepts values up to --max-request-bytes.
+    grpcOptions: { ...KEEPALIVE, 'grpc.max_receive_message_length': -1 },
     defaultCallOptions: (ctx: { isStream: boolean }) =>
       ctx.isStream ? {} : { deadline: Date.now() + settings.readTimeoutMs },
     faultHandling: { host: hostPolicy, global: globalPolicy },

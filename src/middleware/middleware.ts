@@ -5,12 +5,13 @@ import { defaultLogger, type Logger } from '../log.js';
 import { type Connection, openConnection, toLinkError, withDeadline } from './connection.js';
 import { Gate } from './gate.js';
 import { GuardedObservable } from './guarded.js';
-import { prefixEnd, readRange, subtreeRange } from './range.js';
+import { type KeyValue, prefixEnd, readRange, subtreeRanges } from './range.js';
 import {
   type ConnectionOptions,
   type EtcdSettings,
   loadSettings,
   type SnakeCaseConnectionOptions,
+  withSettings,
 } from './settings.js';
 import { discoverBySrv, type SrvResolver } from './srv.js';
 import { loadTlsMaterial } from './tls.js';
@@ -95,8 +96,8 @@ export class EtcdMiddleware {
   async set(path: string, value: TreeInput): Promise<void> {
     const at = normalizePath(path);
     const entries = flattenTree(at, value);
-    await this.call(async ({ conn, settings }) => {
-      for (let attempt = 1; attempt <= SET_ATTEMPTS; attempt++) {
+    await this.call(async ({ conn, settings }, deadline) => {
+      for (let attempt = 1; attempt <= SET_ATTEMPTS && Date.now() < deadline; attempt++) {
         const current = await this.readSubtree(conn, settings, at, true);
         const stale = current.kvs.filter((kv) => !entries.has(kv.key)).map((kv) => kv.key);
         const ops: IRequestOp[] = [
@@ -115,24 +116,20 @@ export class EtcdMiddleware {
           );
           return;
         }
-        const range = subtreeRange(at, childPrefix(at));
         const res = await conn.kv.txn({
           // Nothing in the subtree changed since we read it; otherwise read again.
-          compare: [
-            {
-              key: range.key,
-              range_end: range.range_end,
-              target: CompareTarget.Mod,
-              result: CompareResult.Less,
-              mod_revision: current.revision + 1,
-            },
-          ],
+          compare: subtreeRanges(at, childPrefix(at)).map((range) => ({
+            ...range,
+            target: CompareTarget.Mod,
+            result: CompareResult.Less,
+            mod_revision: current.revision + 1,
+          })),
           success: ops,
         });
         if (res.succeeded) return;
       }
       throw new EtcdRequestError(
-        `\`${at}\` kept changing under ${SET_ATTEMPTS} attempts to replace it: another writer is busy there; retry`,
+        `\`${at}\` kept changing while link-etcd tried to replace it: another writer is busy there; retry`,
       );
     });
   }
@@ -205,6 +202,18 @@ export class EtcdMiddleware {
     return tree;
   }
 
+  /** Every key starting with `prefix` (a plain key prefix) and its value, read at one revision, page by page. */
+  async list(prefix: string): Promise<Map<string, string>> {
+    return this.call(async ({ conn, settings }) => {
+      const { kvs } = await readRange(
+        conn.kv,
+        { key: Buffer.from(prefix), range_end: prefixEnd(prefix) },
+        { pageSize: settings.pageSize },
+      );
+      return new Map(kvs.map((kv) => [kv.key, kv.value]));
+    });
+  }
+
   /** Whether `path` has a value or anything under it. */
   async has(path: string): Promise<boolean> {
     const at = normalizePath(path);
@@ -252,9 +261,11 @@ export class EtcdMiddleware {
    * Completes on `close()`; unsubscribing cancels the etcd watch.
    */
   watch(prefix: string, options?: WatchOptions): Observable<EtcdChange> {
-    if (this.closed) return new Observable((s) => s.error(new ClosedError()));
-    const changes = this.batches(prefix, options).pipe(mergeMap((batch) => batch.changes));
-    return new GuardedObservable(changes, (error, callback) =>
+    return this.guard(this.rawBatches(prefix, options).pipe(mergeMap((batch) => batch.changes)), prefix);
+  }
+
+  private guard<T>(stream: Observable<T>, prefix: string): Observable<T> {
+    return new GuardedObservable(stream, (error, callback) =>
       this.logger.error(
         { err: error, watch: prefix },
         `a subscriber's ${callback} callback threw; the stream goes on`,
@@ -269,12 +280,21 @@ export class EtcdMiddleware {
    * engine build on.
    */
   batches(prefix: string, options?: WatchOptions): Observable<WatchBatch> {
+    return this.guard(this.rawBatches(prefix, options), prefix);
+  }
+
+  private rawBatches(prefix: string, options?: WatchOptions): Observable<WatchBatch> {
     if (this.closed) return new Observable((s) => s.error(new ClosedError()));
     return watchBatches(
       {
-        connection: async () => (await this.open()).conn,
+        connection: async () => {
+          // Watches refuse the wrong cluster too, not only calls.
+          const live = await this.open();
+          await this.verify(live);
+          return live.conn;
+        },
+        pageSize: async () => (await this.open()).settings.pageSize,
         logger: this.logger,
-        pageSize: this.options.pageSize === undefined ? 1000 : Number(this.options.pageSize),
         register: (subscriber) => {
           this.streams.add(subscriber);
           return () => this.streams.delete(subscriber);
@@ -288,8 +308,12 @@ export class EtcdMiddleware {
   /** Completes every watch stream and closes the connection. The middleware cannot be used again. */
   async close(): Promise<void> {
     if (this.closed) return;
-    await this.disconnect();
+    // Closed first, so a call made while we wait cannot open a connection nobody will close.
     this.closed = true;
+    const live = this.live;
+    this.live = undefined;
+    for (const s of [...this.streams]) s.complete();
+    if (live) (await live.catch(() => undefined))?.conn.pool.close();
   }
 
   private open(): Promise<Live> {
@@ -320,7 +344,7 @@ export class EtcdMiddleware {
     if (settings.srvDomain !== undefined && urls === undefined) {
       const found = await discoverBySrv(settings.srvDomain, settings.source, this.options.srvResolver);
       hosts = found.hosts;
-      if (found.secure) settings = { ...settings, protocol: 'https' };
+      if (found.secure) settings = withSettings(settings, { protocol: 'https' });
     }
     const tls = await loadTlsMaterial(settings);
     const conn = openConnection(settings, hosts, tls);
@@ -336,17 +360,19 @@ export class EtcdMiddleware {
       if (actual !== expected) throw new ClusterMismatchError(expected, actual, live.conn.endpoints);
     })();
     // A failed check is retried on the next call: etcd may come up, or the file be fixed.
-    live.verified.catch(() => {
-      live.verified = undefined;
+    const check = live.verified;
+    check.catch(() => {
+      if (live.verified === check) live.verified = undefined;
     });
-    return live.verified;
+    return check;
   }
 
   /** Runs one operation: connected, verified, under the pool bound and within read_timeout. */
-  private async call<T>(work: (live: Live) => Promise<T>): Promise<T> {
+  private async call<T>(work: (live: Live, deadline: number) => Promise<T>): Promise<T> {
     const live = await this.open();
     await this.verify(live);
-    return this.bounded(live, () => work(live));
+    const deadline = Date.now() + live.settings.readTimeoutMs;
+    return this.bounded(live, () => work(live, deadline));
   }
 
   private bounded<T>(live: Live, work: () => Promise<T>): Promise<T> {
@@ -358,17 +384,16 @@ export class EtcdMiddleware {
       });
   }
 
+  /** `path` and the keys under `path/`, read at one revision. */
   private async readSubtree(conn: Connection, settings: EtcdSettings, at: string, keysOnly: boolean) {
-    const prefix = childPrefix(at);
-    const snapshot = await readRange(conn.kv, subtreeRange(at, prefix), {
-      pageSize: settings.pageSize,
-      keysOnly,
-    });
-    // The range also spans siblings sorting between `path` and `path/` (`path-x`): keep the subtree only.
-    return {
-      revision: snapshot.revision,
-      kvs: snapshot.kvs.filter((kv) => kv.key === at || kv.key.startsWith(prefix)),
-    };
+    let revision: number | undefined;
+    const kvs: KeyValue[] = [];
+    for (const range of subtreeRanges(at, childPrefix(at))) {
+      const snapshot = await readRange(conn.kv, range, { pageSize: settings.pageSize, keysOnly, revision });
+      revision ??= snapshot.revision;
+      kvs.push(...snapshot.kvs);
+    }
+    return { revision: revision as number, kvs };
   }
 
   private async writeInChunks(

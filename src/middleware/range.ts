@@ -20,19 +20,22 @@ export function prefixEnd(prefix: string): Buffer {
   return Buffer.from([0]);
 }
 
-/** The range holding `path` itself and every key under `path/` (plus siblings between the two, filtered by callers). */
-export function subtreeRange(path: string, prefix: string): { key: Buffer; range_end: Buffer } {
-  return { key: Buffer.from(path), range_end: prefixEnd(prefix) };
+/** The two ranges of a subtree: `path` itself, and every key under `path/`. */
+export function subtreeRanges(path: string, prefix: string): Array<{ key: Buffer; range_end?: Buffer }> {
+  // One range from `path` to the end of `path/` would also span siblings such as `path-x`.
+  return path === prefix
+    ? [{ key: Buffer.from(prefix), range_end: prefixEnd(prefix) }]
+    : [{ key: Buffer.from(path) }, { key: Buffer.from(prefix), range_end: prefixEnd(prefix) }];
 }
 
 /**
  * Reads a range page by page, every page at the revision of the first, so
- * the result is one consistent snapshot however large it is. Pages keep each
- * response far under gRPC's 4 MiB receive limit.
+ * the result is one consistent snapshot however large it is, and no single
+ * response has to hold all of it.
  */
 export async function readRange(
   kv: KVClient,
-  range: { key: Buffer; range_end: Buffer },
+  range: { key: Buffer; range_end?: Buffer },
   options: { pageSize: number; revision?: number; keysOnly?: boolean },
 ): Promise<{ revision: number; kvs: KeyValue[] }> {
   const kvs: KeyValue[] = [];
@@ -41,7 +44,7 @@ export async function readRange(
   for (;;) {
     const res = await kv.range({
       key: cursor,
-      range_end: range.range_end,
+      ...(range.range_end === undefined ? {} : { range_end: range.range_end }),
       limit: options.pageSize,
       revision: revision ?? 0,
       keys_only: options.keysOnly ?? false,

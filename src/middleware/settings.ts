@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { inspect } from 'node:util';
-import { SettingsError } from '../errors.js';
+import { IniSyntaxError, SettingsError } from '../errors.js';
 import { parseIni } from '../ini/parse.js';
 import { confDir as defaultConfDir, middlewareConfPath } from '../layout/conf-dir.js';
 
@@ -264,6 +264,11 @@ export function resolveSettings(raw: ReadonlyMap<Key, Sourced>, source: string):
   return redacted(settings);
 }
 
+/** Settings with some values replaced, still redacted when printed. */
+export function withSettings(settings: EtcdSettings, patch: Partial<EtcdSettings>): EtcdSettings {
+  return redacted({ ...settings, ...patch });
+}
+
 /** Keeps the password out of `console.log`, `util.inspect` and `JSON.stringify` of the settings. */
 function redacted(settings: EtcdSettings): EtcdSettings {
   const hide = (s: EtcdSettings) => ({ ...s, password: s.password === undefined ? undefined : '***' });
@@ -297,7 +302,21 @@ export async function loadSettings(sources: SettingsSources = {}): Promise<EtcdS
     }
   }
   if (text !== undefined) {
-    const etcd = parseIni(text, file).sections.get('ETCD');
+    let doc: ReturnType<typeof parseIni>;
+    try {
+      doc = parseIni(text, file);
+    } catch (error) {
+      // The line itself is not quoted: in this file it may be the password.
+      if (error instanceof IniSyntaxError) {
+        throw new IniSyntaxError(
+          file,
+          error.line,
+          'expected `key = value`, a [section] or a comment (line not shown: it may hold a secret)',
+        );
+      }
+      throw error;
+    }
+    const etcd = doc.sections.get('ETCD');
     for (const [key, value] of etcd ?? []) {
       const name = key.toLowerCase();
       if ((KEYS as readonly string[]).includes(name)) raw.set(name as Key, { value, source: file });

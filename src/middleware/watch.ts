@@ -28,17 +28,17 @@ export interface WatchOptions {
   readonly startRevision?: number;
 }
 
-/**
- * What one etcd watch response (or one resync) changed, with the prefix's
- * whole state after it. `state` is a live view: copy it to keep it past the
- * next batch.
- */
 /** A key's value and the revision that wrote it. */
 export interface StateEntry {
   readonly value: string;
   readonly modRevision: number;
 }
 
+/**
+ * What one etcd watch response (or one resync) changed, with the prefix's
+ * whole state after it. `state` is a live view: copy it to keep it past the
+ * next batch.
+ */
 export interface WatchBatch {
   readonly changes: readonly EtcdChange[];
   readonly state: ReadonlyMap<string, StateEntry>;
@@ -51,7 +51,7 @@ export interface WatchBatch {
 export interface WatchContext {
   readonly connection: () => Promise<Connection>;
   readonly logger: Logger;
-  readonly pageSize: number;
+  readonly pageSize: () => Promise<number>;
   /** Completes every stream on close(); returns the unregister function. */
   readonly register: (subscriber: Subscriber<WatchBatch>) => () => void;
 }
@@ -59,6 +59,25 @@ export interface WatchContext {
 /** etcd answers a create request in milliseconds; silence this long means a stuck stream (etcd3 issue: create() can hang). */
 const CREATE_TIMEOUT_MS = 5_000;
 const BACKOFF_MIN_MS = 50;
+const STABLE_MS = 10_000;
+/** etcd cancels a stream whose auth token expired (after an etcd restart, say): get a new token, not an error. */
+const TOKEN_EXPIRED = /invalid auth token|auth token.*(expired|invalid)/i;
+
+/** etcd3's pool refreshes its token only on unary calls; a watch stream must ask for it. */
+function refreshToken(conn: Connection): void {
+  (
+    conn.pool as unknown as { authenticator?: { invalidateMetadata?: () => void } }
+  ).authenticator?.invalidateMetadata?.();
+}
+
+/** Errors no retry will fix: wrong settings, the wrong cluster, refused credentials, a revision from the future. */
+function isTerminal(error: unknown): boolean {
+  const failure = toLinkError(error, []);
+  if (['BAD_SETTING', 'CLUSTER_MISMATCH', 'ETCD_AUTH', 'CLOSED'].includes(failure.code)) {
+    return !TOKEN_EXPIRED.test(failure.message);
+  }
+  return /future revision/.test(failure.message);
+}
 const BACKOFF_MAX_MS = 2_000;
 
 /** A duplex gRPC stream, as etcd3's pool hands it out. */
@@ -171,7 +190,7 @@ export function watchBatches(
           return;
         }
         const conn = await ctx.connection();
-        const snapshot = await readRange(conn.kv, range, { pageSize: ctx.pageSize, revision });
+        const snapshot = await readRange(conn.kv, range, { pageSize: await ctx.pageSize(), revision });
         if (closed) return;
         if (mode === 'gap') {
           log.warn(
@@ -198,11 +217,12 @@ export function watchBatches(
         if (mode === 'start' && /compacted/.test(String((error as Error).message))) {
           // The history asked for is gone: the subscriber knows nothing, so every key is a change.
           known = new Map();
+          lastRevision = (options.startRevision as number) - 1;
+          emit([], true);
           void resync('gap');
           return;
         }
-        const failure = toLinkError(error, []);
-        if (failure instanceof EtcdAuthError) return subscriber.error(failure);
+        if (isTerminal(error)) return subscriber.error(toLinkError(error, []));
         later('read', () => void resync(mode), error);
       }
     };
@@ -218,7 +238,12 @@ export function watchBatches(
           return;
         }
         const reason = res.cancel_reason || 'cancelled by etcd';
-        if (/permission denied|auth/i.test(reason)) {
+        if (TOKEN_EXPIRED.test(reason)) {
+          void ctx.connection().then(
+            (conn) => refreshToken(conn),
+            () => undefined,
+          );
+        } else if (/permission denied|authentication failed/i.test(reason)) {
           subscriber.error(new EtcdAuthError(`watch on \`${prefix}\` cancelled: ${reason}`));
           return;
         }
@@ -264,10 +289,13 @@ export function watchBatches(
             const md = metadata.clone();
             md.set('hasleader', 'true');
             const s = (client as unknown as { watch(md: unknown, opts: object): WatchStream }).watch(md, {});
-            return { s, resource, pool: conn.pool };
+            // Until the real handlers are on, a cancelled stream's 'error' must not be an uncaught exception.
+            s.on('error', () => undefined);
+            return { s, resource, conn };
           }),
         )
-        .then(({ s, resource, pool }) => {
+        .then(({ s, resource, conn }) => {
+          const pool = conn.pool;
           if (myEpoch !== epoch || closed) {
             s.cancel();
             return;
@@ -278,20 +306,29 @@ export function watchBatches(
             dropStream();
             later('creation (no answer in 5 s)', connect);
           }, CREATE_TIMEOUT_MS);
+          let stable: NodeJS.Timeout | undefined;
           const created = () => {
             clearTimeout(createTimer);
-            backoff = BACKOFF_MIN_MS;
+            // Reset the backoff only once the stream has proved itself: etcd confirms a watch
+            // before sending a response that may then fail (too large, token expired).
+            stable = setTimeout(() => {
+              backoff = BACKOFF_MIN_MS;
+            }, STABLE_MS);
+            stable.unref();
           };
           s.on('data', (res) => onResponse(res, myEpoch, created));
           s.on('error', (err) => {
             clearTimeout(createTimer);
+            clearTimeout(stable);
             if (myEpoch !== epoch || closed) return;
+            if (TOKEN_EXPIRED.test(err.message)) refreshToken(conn);
             pool.markFailed(resource, err);
             dropStream();
             later('stream', connect, err);
           });
           s.on('end', () => {
             clearTimeout(createTimer);
+            clearTimeout(stable);
             if (myEpoch !== epoch || closed) return;
             dropStream();
             later('stream', connect, new Error('stream ended by the server'));
@@ -307,6 +344,10 @@ export function watchBatches(
         })
         .catch((error: unknown) => {
           if (myEpoch !== epoch) return;
+          if (isTerminal(error)) {
+            subscriber.error(toLinkError(error, []));
+            return;
+          }
           later('connection', connect, error);
         });
     };
