@@ -92,6 +92,29 @@ describe('IniConfDriver (real files)', () => {
     expect(await readFile(join(dir, 'myproject', 'app.conf'), 'utf8')).toBe(FILE);
   });
 
+  it('serializes concurrent writes to one file, and refuses names INI cannot hold', async () => {
+    const d = driver();
+    await Promise.all([
+      d.setconf('myproject/app.conf', { MYCONF: { a: '1' } }),
+      d.setconf('myproject/app.conf', { MYCONF: { b: '2' } }),
+    ]);
+    expect(await d.getconf('myproject/app.conf')).toEqual({
+      MYCONF: { myparam: '1', name: 'first', a: '1', b: '2' },
+    });
+    for (const [section, key] of [
+      ['T]x', 'k'],
+      ['S', '#k'],
+      ['S', 'a=b'],
+    ] as const) {
+      await expect(d.setconf('myproject/app.conf', { [section]: { [key]: 'v' } })).rejects.toMatchObject({
+        code: 'BAD_VALUE',
+      });
+    }
+    expect(await d.getconf('myproject/app.conf')).toEqual({
+      MYCONF: { myparam: '1', name: 'first', a: '1', b: '2' },
+    });
+  });
+
   it('emits exactly the final configuration after an editor rename-save', async () => {
     const file = join(dir, 'myproject', 'app.conf');
     const values = record(driver().watch('myproject/app.conf', conf));
@@ -113,7 +136,8 @@ describe('IniConfDriver (real files)', () => {
     const values = record(driver().watch('myproject/app.conf', conf));
     await waitFor(() => values.length === 1);
     await truncate(file, 0);
-    await new Promise((r) => setTimeout(r, 10)); // the gap an editor leaves between its two syscalls
+    // Longer than the 50 ms quiet window: only the settle re-read keeps the empty file out.
+    await new Promise((r) => setTimeout(r, 150));
     await writeFile(file, FILE.replace('name = first', 'name = second'));
     await expectExactly(
       values,

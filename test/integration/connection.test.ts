@@ -46,6 +46,15 @@ describe('connection settings against real etcd', () => {
     } finally {
       await wrong.close();
     }
+    const watcher = clientFor(etcd, { expectedClusterId: 'deadbeef' });
+    try {
+      const refused = await new Promise<unknown>((resolve) => {
+        watcher.watch('/x/').subscribe({ error: resolve, complete: () => resolve('completed') });
+      });
+      expect(refused).toBeInstanceOf(ClusterMismatchError);
+    } finally {
+      await watcher.close();
+    }
     const right = clientFor(etcd, { expected_cluster_id: actual.toUpperCase() });
     try {
       await right.connect();
@@ -182,6 +191,33 @@ describe('username and password authentication', () => {
         'v\n',
       );
     } finally {
+      await client.close();
+    }
+  });
+
+  it('keeps a watch alive across an etcd restart, which expires its auth token', async () => {
+    const client = clientFor(authed, { username: 'root', password });
+    const events: EtcdChange[] = [];
+    let failure: unknown;
+    const sub = client.watch('/authw/').subscribe({
+      next: (e) => events.push(e),
+      error: (e: unknown) => {
+        failure = e;
+      },
+    });
+    try {
+      await waitFor(async () => {
+        await authed.etcdctl('--user', `root:${password}`, 'put', '/authw/probe', 'p');
+        return events.length > 0;
+      });
+      await authed.restart('SIGTERM');
+      await authed.etcdctl('--user', `root:${password}`, 'put', '/authw/after', 'restart');
+      await waitFor(() => events.some((e) => e.key === '/authw/after') || failure !== undefined, {
+        timeout: 20_000,
+      });
+      expect(failure).toBeUndefined();
+    } finally {
+      sub.unsubscribe();
       await client.close();
     }
   });

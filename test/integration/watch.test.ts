@@ -185,4 +185,46 @@ describe('gapless watch (real etcd)', () => {
     await waitFor(() => events.length === 1);
     expect(events[0]).toMatchObject({ type: 'put', key: '/late/k', value: 'v' });
   });
+
+  it('never crashes the process when unsubscribed while its etcd stream is being created', async () => {
+    const client = track(clientFor(etcd));
+    const uncaught: unknown[] = [];
+    const onUncaught = (e: unknown) => uncaught.push(e);
+    process.on('uncaughtException', onUncaught);
+    try {
+      await client.connect();
+      // Unsubscribe 0..29 microtasks after the first batch: some land inside stream creation.
+      for (let delay = 0; delay < 30; delay++) {
+        await new Promise<void>((resolve) => {
+          const sub = client.batches('/race/').subscribe((b) => {
+            if (!b.initial) return;
+            let n = delay;
+            const step = () => {
+              if (n-- <= 0) {
+                sub.unsubscribe();
+                resolve();
+              } else queueMicrotask(step);
+            };
+            queueMicrotask(step);
+          });
+        });
+      }
+      await waitFor(async () => (await serverWatchers(etcd.clientUrl)) === 0, { timeout: 15_000 });
+      expect(uncaught).toEqual([]);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
+  });
+
+  it('catches up on more than 4 MiB of history, and reads a subtree larger than 4 MiB', async () => {
+    const client = track(clientFor(etcd));
+    const before = await revisionOf(etcd);
+    const big = 'v'.repeat(1_000_000);
+    for (let i = 0; i < 6; i++) await client.set(`/big4/k${i}`, big);
+    const { events } = collect(client, '/big4/', { startRevision: before + 1 });
+    await waitFor(() => events.length === 6, { timeout: 15_000 });
+    expect(events.every((e) => e.value === big)).toBe(true);
+    const tree = (await client.get('/big4')) as Record<string, string>;
+    expect(Object.keys(tree)).toHaveLength(6);
+  });
 });
