@@ -147,6 +147,8 @@ export class SyncEngine {
 
   /** Reconciles once: for `--once` and `--dry-run`. */
   async once(options: { dryRun?: boolean } = {}): Promise<PassResult> {
+    // A one-shot run fails on an unreachable etcd (within read_timeout) instead of waiting for it.
+    await this.options.middleware.connect();
     await this.prepare();
     return this.reconcileAll({ ...options, settled: true });
   }

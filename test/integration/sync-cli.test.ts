@@ -1,0 +1,147 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parseIni } from '../../src/ini/parse.js';
+import { type EtcdServer, startEtcd } from '../harness/etcd.js';
+import { waitFor } from '../harness/wait.js';
+
+const run = promisify(execFile);
+const main = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+let etcd: EtcdServer;
+let counter = 0;
+const cleanups: Array<() => unknown> = [];
+
+beforeAll(async () => {
+  etcd = await startEtcd();
+});
+afterEach(async () => {
+  for (const fn of cleanups.splice(0).reverse()) await fn();
+});
+afterAll(async () => {
+  await etcd?.cleanup();
+});
+
+interface Daemon {
+  readonly child: ChildProcess;
+  readonly lines: Array<Record<string, unknown>>;
+  readonly raw: string[];
+  readonly exited: Promise<number | null>;
+}
+
+async function dirs() {
+  const confDir = await mkdtemp(join(tmpdir(), 'link-etcd-cli-conf-'));
+  const stateDir = await mkdtemp(join(tmpdir(), 'link-etcd-cli-state-'));
+  const prefix = `/cli${counter++}/`;
+  cleanups.push(() => rm(confDir, { recursive: true, force: true }));
+  cleanups.push(() => rm(stateDir, { recursive: true, force: true }));
+  return { confDir, stateDir, prefix };
+}
+
+function syncArgs(d: { confDir: string; stateDir: string; prefix: string }, ...extra: string[]): string[] {
+  return [
+    main,
+    `--endpoints=${etcd.clientUrl}`,
+    `--conf-dir=${d.confDir}`,
+    'sync',
+    `--state-dir=${d.stateDir}`,
+    `--prefix=${d.prefix}`,
+    ...extra,
+  ];
+}
+
+function daemon(args: string[]): Daemon {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: Array<Record<string, unknown>> = [];
+  const raw: string[] = [];
+  let buffer = '';
+  child.stdout?.on('data', (chunk) => {
+    buffer += String(chunk);
+    const parts = buffer.split('\n');
+    buffer = parts.pop() ?? '';
+    for (const line of parts) {
+      raw.push(line);
+      lines.push(JSON.parse(line));
+    }
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  cleanups.push(() => child.kill('SIGKILL'));
+  return { child, lines, raw, exited };
+}
+
+async function etcdValue(key: string): Promise<string | undefined> {
+  const out = await etcd.etcdctl('get', '--print-value-only', key);
+  return out === '' ? undefined : out.replace(/\n$/, '');
+}
+
+describe('link-etcd sync as a process', () => {
+  it('logs JSON lines, mirrors an etcdctl put into the file, and exits 0 on SIGTERM', async () => {
+    const d = await dirs();
+    await writeFile(join(d.confDir, 'app.conf'), '[S]\nk = 1\n');
+    const p = daemon(syncArgs(d));
+    await waitFor(() => p.lines.some((l) => l.msg === 'in sync; following both sides'));
+    await etcd.etcdctl('put', `${d.prefix}app.conf/S/k`, '2');
+    await waitFor(async () => (await readFile(join(d.confDir, 'app.conf'), 'utf8')) === '[S]\nk = 2\n');
+    await waitFor(() => p.lines.some((l) => l.msg === 'written to the file'));
+    p.child.kill('SIGTERM');
+    expect(await p.exited).toBe(0);
+    expect(p.raw.every((line) => typeof JSON.parse(line) === 'object')).toBe(true);
+  });
+
+  it('converges after a SIGKILL in the middle of a burst of 60 file writes', async () => {
+    const d = await dirs();
+    const first = daemon(syncArgs(d));
+    await waitFor(() => first.lines.some((l) => l.msg === 'in sync; following both sides'));
+    for (let i = 0; i < 60; i++) {
+      await writeFile(join(d.confDir, `f${i % 12}.conf`), `[S]\nk = ${i}\nfile = f${i % 12}\n`);
+      if (i === 30) first.child.kill('SIGKILL');
+    }
+    await first.exited;
+    const second = daemon(syncArgs(d));
+    await waitFor(() => second.lines.some((l) => l.msg === 'in sync; following both sides'), {
+      timeout: 20_000,
+    });
+    for (let f = 0; f < 12; f++) {
+      const text = await readFile(join(d.confDir, `f${f}.conf`), 'utf8');
+      const expected = parseIni(text, `f${f}.conf`).sections.get('S');
+      expect(await etcdValue(`${d.prefix}f${f}.conf/S/k`)).toBe(expected?.get('k'));
+      expect(await etcdValue(`${d.prefix}f${f}.conf/S/file`)).toBe(`f${f}`);
+    }
+    expect((await readdir(d.confDir)).filter((n) => !n.endsWith('.conf'))).toEqual([]);
+    second.child.kill('SIGTERM');
+    expect(await second.exited).toBe(0);
+  });
+
+  it('--once reconciles and exits 0; --dry-run prints both ways and changes nothing', async () => {
+    const d = await dirs();
+    await writeFile(join(d.confDir, 'a.conf'), '[S]\nk = file\n');
+    await etcd.etcdctl('put', `${d.prefix}b.conf/T/x`, 'etcd');
+    const dry = await run(process.execPath, syncArgs(d, '--dry-run', '--log-level=silent'));
+    expect(dry.stdout.split('\n').filter((l) => l !== '')).toEqual([
+      `to etcd: put ${d.prefix}a.conf/S/k = file (new in the file)`,
+      `to file: put ${d.prefix}b.conf/T/x = etcd (new in etcd)`,
+    ]);
+    expect(await etcdValue(`${d.prefix}a.conf/S/k`)).toBeUndefined();
+    expect((await readdir(d.confDir)).sort()).toEqual(['a.conf']);
+
+    await run(process.execPath, syncArgs(d, '--once', '--log-level=silent'));
+    expect(await etcdValue(`${d.prefix}a.conf/S/k`)).toBe('file');
+    expect(await readFile(join(d.confDir, 'b.conf'), 'utf8')).toBe('[T]\nx = etcd\n');
+  });
+
+  it('exits 2 on a bad flag and 1 with one line when etcd is unreachable in --once', async () => {
+    const d = await dirs();
+    const bad = await run(process.execPath, syncArgs(d, '--conflict=coin-flip')).catch((e) => e);
+    expect(bad.code).toBe(2);
+    const args = syncArgs(d, '--once', '--log-level=silent').map((a) =>
+      a.startsWith('--endpoints=') ? '--endpoints=http://127.0.0.1:1' : a,
+    );
+    const down = await run(process.execPath, args).catch((e) => e);
+    expect(down.code).toBe(1);
+    expect(down.stderr.trim().split('\n')).toHaveLength(1);
+    expect(down.stderr).toContain('127.0.0.1:1');
+  });
+});
