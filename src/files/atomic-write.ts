@@ -8,6 +8,12 @@ export const TEMP_MARK = '.link-etcd-';
 export interface AtomicWriteOptions {
   /** Mode of a new file. An existing file keeps its own. Default 0o600: configuration may hold secrets. */
   readonly mode?: number;
+  /**
+   * The caller has just read the file, knows `content` differs and passes
+   * the file's own mode in `mode`: skip reading it again (the hot path of
+   * the sync daemon).
+   */
+  readonly known?: boolean;
 }
 
 async function fsyncDir(dir: string): Promise<void> {
@@ -24,29 +30,34 @@ async function fsyncDir(dir: string): Promise<void> {
  * one, never a mix, and a crash leaves one of the two: a temp file with a
  * random name in the same folder (exclusive create), written, fsynced,
  * chmodded to the file's mode, renamed over the file, then the folder
- * fsynced so the rename itself survives a crash. Returns false, writing
- * nothing, when the file already holds `content`.
+ * fsynced so the rename itself survives a crash. Returns the new file's
+ * signature, or undefined (writing nothing) when it already holds `content`.
  */
 export async function writeFileAtomic(
   file: string,
   content: string,
   options: AtomicWriteOptions = {},
-): Promise<boolean> {
+): Promise<FileSignature | undefined> {
   let mode = options.mode ?? 0o600;
-  try {
-    const [current, info] = await Promise.all([readFile(file, 'utf8'), stat(file)]);
-    if (current === content) return false;
-    mode = info.mode & 0o7777;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  if (!options.known) {
+    try {
+      const [current, info] = await Promise.all([readFile(file, 'utf8'), stat(file)]);
+      if (current === content) return undefined;
+      mode = info.mode & 0o7777;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
   }
   const dir = dirname(file);
   const temp = join(dir, `${TEMP_MARK}${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
   const handle = await open(temp, 'wx', mode);
+  let signature: FileSignature;
   try {
     try {
       await handle.writeFile(content, 'utf8');
       await handle.sync();
+      // The inode keeps these through the rename: a later change of the file shows as a different signature.
+      signature = signatureOf(await handle.stat());
     } finally {
       await handle.close();
     }
@@ -58,5 +69,17 @@ export async function writeFileAtomic(
     throw error;
   }
   await fsyncDir(dir);
-  return true;
+  return signature;
+}
+
+/** What identifies one version of a file without reading it: inode, size and change time. */
+export type FileSignature = string;
+
+export function signatureOf(info: {
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+}): FileSignature {
+  return `${info.ino}:${info.size}:${info.mtimeMs}:${info.ctimeMs}`;
 }

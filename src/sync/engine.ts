@@ -5,6 +5,7 @@ import type { Subscription } from 'rxjs';
 import { LinkEtcdError } from '../errors.js';
 import { type Layout, layout, mirroredRefusal, parseKey } from '../layout/mapping.js';
 import type { Logger } from '../log.js';
+import { Gate } from '../middleware/gate.js';
 import type { EtcdMiddleware } from '../middleware/middleware.js';
 import type { WatchBatch } from '../middleware/watch.js';
 import { defaultStateDir, journalPath, loadBase, saveBase } from './base-journal.js';
@@ -14,6 +15,7 @@ import {
   removeStaleTemps,
   StaleFileError,
   scanConfDir,
+  snapshotOf,
   writeConfFile,
   writeConflictRecord,
 } from './file-side.js';
@@ -69,6 +71,10 @@ export interface PassResult {
 }
 
 const RETRY_MS = 500;
+const FILE_WRITE_CONCURRENCY = 16;
+const FULL_QUIET_MS = 200;
+/** Keys named in one log line; the count is always there. */
+const LOGGED_KEYS = 10;
 /** Longer than chokidar's 50 ms change throttle and its 100 ms atomic-save window. */
 const RECHECK_MS = 150;
 /** How long a file must stay empty or gone before its keys are deleted in etcd. */
@@ -99,6 +105,9 @@ export class SyncEngine {
   private readonly dirty = new Set<string>();
   private readonly rechecks = new Map<string, NodeJS.Timeout>();
   private readonly emptiedAt = new Map<string, number>();
+  /** Files with etcd changes not yet reconciled. */
+  private readonly etcdTouched = new Set<string>();
+  private fullSoon: NodeJS.Timeout | undefined;
   private readonly refusedOnce = new Set<string>();
   private readonly reportedUnreadable = new Map<string, string>();
   private journal = '';
@@ -159,6 +168,7 @@ export class SyncEngine {
     clearInterval(this.fullTimer);
     clearTimeout(this.kickTimer);
     clearTimeout(this.saveTimer);
+    clearTimeout(this.fullSoon);
     for (const timer of this.rechecks.values()) clearTimeout(timer);
     this.watchSub?.unsubscribe();
     await this.fileWatcher?.close();
@@ -241,6 +251,7 @@ export class SyncEngine {
       }
       this.changedAt.set(`etcd\0${change.key}`, now);
       this.dirty.add(file);
+      this.etcdTouched.add(file);
     }
     this.kick(0);
   }
@@ -259,8 +270,8 @@ export class SyncEngine {
     watcher.on('all', (event, path) => {
       const rel = relative(this.confDir, path).split(sep).join('/');
       if (event === 'addDir' || event === 'unlinkDir') {
-        // A folder renamed or removed: which files it held is known only by looking again.
-        void this.reconcileAll().catch((e) => this.fail('rescan', e));
+        // A folder appeared, moved or went: which files it holds is known only by looking again.
+        void this.markTree(rel).catch((e) => this.fail('rescan', e));
         return;
       }
       if (mirroredRefusal(rel) !== undefined) return;
@@ -296,15 +307,16 @@ export class SyncEngine {
   private kick(ms: number): void {
     if (this.stopped) return;
     clearTimeout(this.kickTimer);
-    this.kickTimer = setTimeout(() => {
-      if (this.running) {
-        // The pass in flight re-checks `dirty` when it ends.
-        return;
-      }
+    const run = () => {
+      // The pass in flight re-checks `dirty` when it ends.
+      if (this.running) return;
       this.running = this.drain().finally(() => {
         this.running = undefined;
       });
-    }, ms);
+    };
+    // setTimeout(0) waits at least 1 ms; an etcd change is worth starting on at once (measured: -1 ms p50).
+    if (ms === 0) setImmediate(run);
+    else this.kickTimer = setTimeout(run, ms);
   }
 
   private async drain(): Promise<void> {
@@ -370,12 +382,22 @@ export class SyncEngine {
     const etcd = new Map<string, EtcdEntry>();
     const unreadable = new Set<string>();
     for (const path of paths) {
-      const snapshot = await readConfFile(this.confDir, this.layout, path, (what, reason) => {
-        if (this.refusedOnce.has(what)) return;
-        this.refusedOnce.add(what);
-        this.counters.refused++;
-        this.logger.warn({ key: what, reason }, 'file key refused: it maps to no safe etcd key');
-      });
+      const snapshot = await readConfFile(
+        this.confDir,
+        this.layout,
+        path,
+        (what, reason) => {
+          if (this.refusedOnce.has(what)) return;
+          this.refusedOnce.add(what);
+          this.counters.refused++;
+          this.logger.warn({ key: what, reason }, 'file key refused: it maps to no safe etcd key');
+        },
+        this.files.get(path),
+      );
+      const unchanged = snapshot === this.files.get(path) && !this.etcdTouched.has(path);
+      this.etcdTouched.delete(path);
+      // Neither side moved since this file was last reconciled (our own write coming back, say): nothing to plan.
+      if (unchanged && !full && !this.emptiedAt.has(path)) continue;
       this.files.set(path, snapshot);
       if (!settled && this.mayBeMidSave(path, snapshot)) {
         // Pushes nothing now: a truncate-then-write or delete-then-create save is read again once it settles.
@@ -494,6 +516,16 @@ export class SyncEngine {
     return { total: this.base.size, file, etcd };
   }
 
+  /** Marks every file under a folder dirty: those on disk now, and those either side or the base knows. */
+  private async markTree(rel: string): Promise<void> {
+    const inside = (path: string) => path.startsWith(`${rel}/`);
+    const onDisk = await scanConfDir(this.confDir, rel).catch(() => [] as string[]);
+    for (const path of [...onDisk, ...this.baseIndex.files(), ...this.etcdIndex.files()]) {
+      if (inside(path)) this.dirty.add(path);
+    }
+    this.kick(this.quietMs);
+  }
+
   /** A full pass decides the guard's state; a pass over a few files can only raise it (and asks for a full one when clear). */
   private reportBlocked(blocked: readonly Blocked[], full: boolean): void {
     const before = JSON.stringify(this.blocked);
@@ -511,12 +543,14 @@ export class SyncEngine {
     }
   }
 
+  /** One full reconcile soon, however many reasons to run one come at once. */
   private kickFull(): void {
-    if (this.stopped) return;
-    setTimeout(
-      () => void this.reconcileAll().catch((e) => this.fail('full reconcile', e)),
-      this.quietMs,
-    ).unref();
+    if (this.stopped || this.fullSoon) return;
+    this.fullSoon = setTimeout(() => {
+      this.fullSoon = undefined;
+      void this.reconcileAll().catch((e) => this.fail('full reconcile', e));
+    }, FULL_QUIET_MS);
+    this.fullSoon.unref();
   }
 
   private setBase(key: string, entry: BaseEntry | undefined, file: string | undefined): void {
@@ -563,11 +597,18 @@ export class SyncEngine {
             w.value === undefined ? undefined : { value: w.value, modRevision: revision },
             file,
           );
-          this.logger.info(
-            { key: w.key, reason: w.reason, revision },
-            w.value === undefined ? 'deleted in etcd' : 'written to etcd',
-          );
         }
+        this.logger.info(
+          {
+            file,
+            revision,
+            keys: chunk.length,
+            changes: chunk
+              .slice(0, LOGGED_KEYS)
+              .map((w) => [w.value === undefined ? 'delete' : 'put', w.key, w.reason]),
+          },
+          'written to etcd',
+        );
         this.counters.toEtcd += chunk.length;
       }
     }
@@ -577,38 +618,64 @@ export class SyncEngine {
     writes: readonly FileWrite[],
     keyFile: ReadonlyMap<string, string>,
   ): Promise<void> {
-    for (const [file, fileWrites] of groupBy(writes, (w) => keyFile.get(w.key) ?? '')) {
-      const snapshot = this.files.get(file);
-      const basedOn = snapshot?.kind === 'ok' ? snapshot.text : undefined;
-      try {
-        await writeConfFile(this.confDir, this.layout, file, fileWrites, basedOn);
-      } catch (error) {
-        if (error instanceof StaleFileError) {
-          this.dirty.add(file);
-          this.kick(this.quietMs);
-          continue;
-        }
-        if (error instanceof LinkEtcdError) {
-          this.logger.error({ file }, `${error.message}: not written`);
-          continue;
-        }
-        throw error;
+    // Files are independent: their fsyncs overlap (measured: 1,000 files in a third of the time).
+    const gate = new Gate(FILE_WRITE_CONCURRENCY);
+    const jobs = [...groupBy(writes, (w) => keyFile.get(w.key) ?? '')].map(([file, fileWrites]) =>
+      gate.run(() => this.applyFile(file, fileWrites)),
+    );
+    const results = await Promise.allSettled(jobs);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  private async applyFile(file: string, fileWrites: readonly FileWrite[]): Promise<void> {
+    const snapshot = this.files.get(file);
+    const basedOn = snapshot?.kind === 'ok' ? snapshot.text : undefined;
+    let written: { text: string; signature: string | undefined };
+    try {
+      written = await writeConfFile(this.confDir, this.layout, file, fileWrites, basedOn);
+    } catch (error) {
+      if (error instanceof StaleFileError) {
+        this.dirty.add(file);
+        this.kick(this.quietMs);
+        return;
       }
-      for (const w of fileWrites) {
-        this.setBase(
-          w.key,
-          w.value === undefined ? undefined : { value: w.value, modRevision: w.revision },
-          file,
-        );
-        this.logger.info(
-          { key: w.key, file, reason: w.reason },
-          w.value === undefined ? 'deleted in the file' : 'written to the file',
-        );
+      if (error instanceof LinkEtcdError) {
+        this.logger.error({ file }, `${error.message}: not written`);
+        return;
       }
-      this.counters.toFile += fileWrites.length;
-      // Our write will come back as a file event; the snapshot must already know it, or it would look like an edit.
-      this.files.set(file, await readConfFile(this.confDir, this.layout, file, () => undefined));
+      throw error;
     }
+    for (const w of fileWrites) {
+      this.setBase(
+        w.key,
+        w.value === undefined ? undefined : { value: w.value, modRevision: w.revision },
+        file,
+      );
+    }
+    this.logger.info(
+      {
+        file,
+        keys: fileWrites.length,
+        changes: fileWrites
+          .slice(0, LOGGED_KEYS)
+          .map((w) => [w.value === undefined ? 'delete' : 'put', w.key, w.reason]),
+      },
+      'written to the file',
+    );
+    this.counters.toFile += fileWrites.length;
+    // Our write will come back as a file event; the snapshot must already know it, or it would look like an edit.
+    this.files.set(
+      file,
+      snapshotOf(
+        this.layout,
+        file,
+        written.text,
+        join(this.confDir, file),
+        () => undefined,
+        written.signature,
+      ),
+    );
   }
 
   private async recordConflicts(

@@ -1,7 +1,7 @@
-import { lstat, mkdir, readdir, readFile, realpath, unlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, realpath, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { IniSyntaxError, LinkEtcdError } from '../errors.js';
-import { TEMP_MARK, writeFileAtomic } from '../files/atomic-write.js';
+import { type FileSignature, signatureOf, TEMP_MARK, writeFileAtomic } from '../files/atomic-write.js';
 import { applyIniChanges, type IniChange } from '../ini/edit.js';
 import { decodeValue, encodeValue } from '../ini/escape.js';
 import { parseIni } from '../ini/parse.js';
@@ -15,6 +15,8 @@ export type FileSnapshot =
       readonly kind: 'ok';
       readonly confPath: string;
       readonly text: string;
+      /** The version read (or written): a file with the same signature need not be read again. */
+      readonly signature?: FileSignature;
       /** etcd key -> value */
       readonly entries: ReadonlyMap<string, string>;
     }
@@ -37,7 +39,7 @@ export class StaleFileError extends LinkEtcdError {
 const isInside = (root: string, path: string): boolean => path === root || path.startsWith(root + sep);
 
 /** Every mirrored conf path under `confDir`, never following a symlink out of it. */
-export async function scanConfDir(confDir: string): Promise<string[]> {
+export async function scanConfDir(confDir: string, under = ''): Promise<string[]> {
   const root = await realpath(confDir);
   const found: string[] = [];
   const walk = async (dir: string, rel: string): Promise<void> => {
@@ -62,7 +64,7 @@ export async function scanConfDir(confDir: string): Promise<string[]> {
       else if (info?.isFile() && mirroredRefusal(childRel) === undefined) found.push(childRel);
     }
   };
-  await walk(root, '');
+  await walk(under === '' ? root : join(root, under), under);
   return found.sort();
 }
 
@@ -76,16 +78,33 @@ export async function readConfFile(
   l: Layout,
   confPath: string,
   refuse: (what: string, reason: string) => void,
+  previous?: FileSnapshot,
 ): Promise<FileSnapshot> {
   const file = join(confDir, confPath);
   let text: string;
+  let signature: FileSignature;
   try {
+    // Stat before reading: if the file changes in between, the signature is the older one and the next look reads again.
+    signature = signatureOf(await stat(file));
+    if (previous?.kind === 'ok' && previous.signature === signature) return previous;
     text = await readFile(file, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return { kind: 'missing', confPath, entries: EMPTY };
     return { kind: 'unreadable', confPath, reason: (error as Error).message, entries: EMPTY };
   }
+  return snapshotOf(l, confPath, text, file, refuse, signature);
+}
+
+/** Parses a conf file's text into etcd keys: no I/O. */
+export function snapshotOf(
+  l: Layout,
+  confPath: string,
+  text: string,
+  file: string,
+  refuse: (what: string, reason: string) => void = () => undefined,
+  signature?: FileSignature,
+): FileSnapshot {
   try {
     const doc = parseIni(text, file);
     const entries = new Map<string, string>();
@@ -97,7 +116,7 @@ export async function readConfFile(
         else entries.set(keyOf(l, address), decodeValue(raw));
       }
     }
-    return { kind: 'ok', confPath, text, entries };
+    return { kind: 'ok', confPath, text, entries, ...(signature === undefined ? {} : { signature }) };
   } catch (error) {
     if (error instanceof IniSyntaxError)
       return { kind: 'unreadable', confPath, reason: error.message, entries: EMPTY };
@@ -105,9 +124,24 @@ export async function readConfFile(
   }
 }
 
-/** Refuses a write whose folder leads, through a symlink, out of the conf dir, or onto a symlink. */
-async function checkWritable(confDir: string, file: string): Promise<void> {
-  const root = await realpath(confDir);
+const roots = new Map<string, string>();
+
+/** The conf dir's real path; it does not move while a daemon runs, so it is looked up once. */
+async function rootOf(confDir: string): Promise<string> {
+  let root = roots.get(confDir);
+  if (root === undefined) {
+    root = await realpath(confDir);
+    roots.set(confDir, root);
+  }
+  return root;
+}
+
+/**
+ * Refuses a write whose folder leads, through a symlink, out of the conf
+ * dir, or onto a symlink. Returns the file's mode when it exists.
+ */
+async function checkWritable(confDir: string, file: string): Promise<number | undefined> {
+  const root = await rootOf(confDir);
   let dir = dirname(file);
   // The nearest folder that exists decides where new folders would land.
   for (;;) {
@@ -123,6 +157,7 @@ async function checkWritable(confDir: string, file: string): Promise<void> {
   if (info?.isSymbolicLink()) {
     throw new LinkEtcdError('BAD_SETTING', `${file} is a symlink: link-etcd does not replace links`);
   }
+  return info === undefined ? undefined : info.mode & 0o7777;
 }
 
 /**
@@ -136,9 +171,9 @@ export async function writeConfFile(
   confPath: string,
   writes: ReadonlyArray<{ readonly key: string; readonly value: string | undefined }>,
   basedOn: string | undefined,
-): Promise<string> {
+): Promise<{ text: string; signature: FileSignature | undefined }> {
   const file = join(confDir, confPath);
-  await checkWritable(confDir, file);
+  const mode = await checkWritable(confDir, file);
   const current = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return undefined;
     throw error;
@@ -153,9 +188,13 @@ export async function writeConfFile(
     changes.push({ section, key, value: w.value === undefined ? undefined : encodeValue(w.value) });
   }
   const text = applyIniChanges(doc, changes);
-  await mkdir(dirname(file), { recursive: true });
-  await writeFileAtomic(file, text);
-  return text;
+  if (text === current) return { text, signature: undefined };
+  if (current === undefined) await mkdir(dirname(file), { recursive: true });
+  const signature = await writeFileAtomic(file, text, {
+    ...(mode === undefined ? {} : { mode }),
+    known: true,
+  });
+  return { text, signature };
 }
 
 /** Keeps the losing values of conflicts next to their file, where a person finds them; never mirrored. */

@@ -52,8 +52,10 @@ describe('link-etcd sync (real etcd, real files)', () => {
     await etcd.etcdctl('put', `${f.prefix}myproject/app.conf/MYCONF/myparam`, '7');
     await waitFor(async () => (await readFile(file, 'utf8')).includes('myparam = 7'));
     expect(await readFile(file, 'utf8')).toBe(APP.replace('myparam = 3', 'myparam = 7'));
-    expect(f.lines.some((l) => l.msg === 'written to the file' && String(l.key).endsWith('myparam'))).toBe(
-      true,
+    await waitFor(() =>
+      f.lines.some(
+        (l) => l.msg === 'written to the file' && JSON.stringify(l.changes).includes('MYCONF/myparam'),
+      ),
     );
 
     await etcd.etcdctl('put', `${f.prefix}myproject/app.conf/NEW/key`, ' spaced; #value ');
@@ -92,7 +94,7 @@ describe('link-etcd sync (real etcd, real files)', () => {
     await waitFor(async () => (await etcdValue(key)) === '8');
     expect(await etcdValue(`${f.prefix}app.conf/MYCONF/name`)).toBe('x');
     // The truncation never reached etcd as a deletion.
-    expect(f.lines.filter((l) => l.msg === 'deleted in etcd')).toEqual([]);
+    expect(f.lines.filter((l) => JSON.stringify(l.changes ?? []).includes('"delete"'))).toEqual([]);
   });
 
   it('does not echo its own writes back', async () => {
@@ -110,9 +112,10 @@ describe('link-etcd sync (real etcd, real files)', () => {
       kvs: Array<{ version: number }>;
     };
     expect(revisions.kvs[0]?.version).toBe(2);
-    expect(f.lines.filter((l) => l.msg === 'written to etcd' && l.key === key)).toEqual([
-      expect.objectContaining({ reason: 'new in the file' }),
-    ]);
+    const pushes = f.lines.filter(
+      (l) => l.msg === 'written to etcd' && JSON.stringify(l.changes).includes(key),
+    );
+    expect(pushes.map((l) => l.changes)).toEqual([[['put', key, 'new in the file']]]);
   });
 
   it('merges edits made on both sides while it was stopped; a conflict keeps the winner on both sides and records the loser', async () => {

@@ -1,0 +1,127 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { watch } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
+import { now, type Summary, sleep, summarize } from './stats.js';
+
+export interface DaemonHandle {
+  readonly child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** Starts `link-etcd sync` as its own process, as users run it, and waits until it is in sync. */
+export async function startDaemon(args: {
+  main: string;
+  endpoint: string;
+  confDir: string;
+  stateDir: string;
+  prefix: string;
+}): Promise<DaemonHandle> {
+  const child = spawn(
+    process.execPath,
+    [
+      args.main,
+      `--endpoints=http://${args.endpoint}`,
+      `--conf-dir=${args.confDir}`,
+      'sync',
+      `--state-dir=${args.stateDir}`,
+      `--prefix=${args.prefix}`,
+      '--log-level=info',
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    child.stdout?.on('data', (d) => {
+      out += String(d);
+      if (out.includes('in sync; following both sides')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`daemon exited with ${code} before it was in sync`)));
+  });
+  child.stdout?.resume();
+  return {
+    child,
+    stop: async () => {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/**
+ * etcd -> file: a put every `intervalMs`, timed from its intended send time
+ * (so a slow update delays the next ones' figures too, as users would see)
+ * until the file shows the value.
+ */
+export async function etcdToFile(
+  endpoint: string,
+  confDir: string,
+  prefix: string,
+  samples: number,
+  intervalMs: number,
+): Promise<Summary> {
+  const client = new Etcd3({ hosts: endpoint });
+  const file = join(confDir, 'e2f.conf');
+  const seen = new Map<number, number>();
+  const watcher = watch(confDir, async (_e, name) => {
+    if (name !== 'e2f.conf') return;
+    const t = now();
+    const text = await readFile(file, 'utf8').catch(() => '');
+    const m = /^k = (\d+)$/m.exec(text);
+    if (m) {
+      const i = Number(m[1]);
+      if (!seen.has(i)) seen.set(i, t);
+    }
+  });
+  await client.put(`${prefix}e2f.conf/S/k`).value('-1');
+  await sleep(200);
+  const start = now() + 50;
+  const intended: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    intended.push(start + i * intervalMs);
+    const wait = (intended[i] as number) - now();
+    if (wait > 0) await sleep(wait);
+    void client.put(`${prefix}e2f.conf/S/k`).value(String(i)).exec();
+  }
+  const deadline = now() + 5000;
+  while (seen.size < samples && now() < deadline) await sleep(20);
+  watcher.close();
+  client.close();
+  // A value overwritten before the daemon wrote it never shows: it is not counted as a sample.
+  return summarize([...seen].filter(([i]) => i >= 0).map(([i, t]) => t - (intended[i] as number)));
+}
+
+/** file -> etcd: the file rewritten every `intervalMs` as an editor would, timed until etcd's watchers see it. */
+export async function fileToEtcd(
+  endpoint: string,
+  confDir: string,
+  prefix: string,
+  samples: number,
+  intervalMs: number,
+): Promise<Summary> {
+  const client = new Etcd3({ hosts: endpoint });
+  const file = join(confDir, 'f2e.conf');
+  const seen = new Map<number, number>();
+  await writeFile(file, '[S]\nk = -1\n');
+  const watcher = await client.watch().key(`${prefix}f2e.conf/S/k`).create();
+  watcher.on('put', (kv) => {
+    const i = Number(kv.value.toString());
+    if (!seen.has(i)) seen.set(i, now());
+  });
+  await sleep(500);
+  const start = now() + 50;
+  const intended: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    intended.push(start + i * intervalMs);
+    const wait = (intended[i] as number) - now();
+    if (wait > 0) await sleep(wait);
+    await writeFile(file, `[S]\nk = ${i}\n`);
+  }
+  const deadline = now() + 5000;
+  while (seen.size < samples + 1 && now() < deadline) await sleep(20);
+  await watcher.cancel();
+  client.close();
+  return summarize([...seen].filter(([i]) => i >= 0).map(([i, t]) => t - (intended[i] as number)));
+}
