@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /** Temp files of ours start with this, so a restart can find and remove the ones a crash left. */
@@ -57,12 +57,13 @@ export async function writeFileAtomic(
       await handle.writeFile(content, 'utf8');
       await handle.sync();
       // The inode keeps these through the rename: a later change of the file shows as a different signature.
-      signature = signatureOf(await handle.stat());
+      const info = await handle.stat();
+      signature = signatureOf(info);
+      // open()'s mode passes through the umask; the file's own mode must not.
+      if ((info.mode & 0o7777) !== mode) await handle.chmod(mode);
     } finally {
       await handle.close();
     }
-    // open()'s mode passes through the umask; the file's own mode must not.
-    await chmod(temp, mode);
     await rename(temp, file);
   } catch (error) {
     await unlink(temp).catch(() => undefined);

@@ -9,6 +9,7 @@ import { Gate } from '../middleware/gate.js';
 import type { EtcdMiddleware } from '../middleware/middleware.js';
 import type { WatchBatch } from '../middleware/watch.js';
 import { defaultStateDir, journalPath, loadBase, saveBase } from './base-journal.js';
+import { EtcdView } from './etcd-view.js';
 import {
   type FileSnapshot,
   readConfFile,
@@ -96,10 +97,8 @@ export class SyncEngine {
   private base = new Map<string, BaseEntry>();
   private readonly baseIndex = new KeyIndex();
   /** etcd as we know it, our own writes included before their events come back. */
-  private readonly etcd = new Map<string, EtcdEntry>();
+  private readonly etcd = new EtcdView();
   private readonly etcdIndex = new KeyIndex();
-  /** Revisions of our own deletes, so a late event for the same key cannot bring it back. */
-  private readonly tombstones = new Map<string, number>();
   private readonly files = new Map<string, FileSnapshot>();
   private readonly changedAt = new Map<string, number>();
   private readonly dirty = new Set<string>();
@@ -227,28 +226,18 @@ export class SyncEngine {
   private onBatch(batch: WatchBatch): void {
     const now = Date.now();
     if (batch.initial) {
-      for (const [key, entry] of batch.state) {
+      this.etcd.attach(batch.state);
+      for (const key of batch.state.keys()) {
         const file = this.fileOfKey(key);
-        if (file === undefined) continue;
-        this.etcd.set(key, entry);
-        this.etcdIndex.add(file, key);
+        if (file !== undefined) this.etcdIndex.add(file, key);
       }
       return;
     }
     for (const change of batch.changes) {
       const file = this.fileOfKey(change.key);
       if (file === undefined) continue;
-      const known = this.etcd.get(change.key)?.modRevision ?? this.tombstones.get(change.key) ?? 0;
-      // Our own write may already be here, at the same revision or a newer one.
-      if (known > change.revision) continue;
-      this.tombstones.delete(change.key);
-      if (change.type === 'put') {
-        this.etcd.set(change.key, { value: change.value as string, modRevision: change.revision });
-        this.etcdIndex.add(file, change.key);
-      } else {
-        this.etcd.delete(change.key);
-        this.etcdIndex.delete(file, change.key);
-      }
+      if (this.etcd.has(change.key)) this.etcdIndex.add(file, change.key);
+      else this.etcdIndex.delete(file, change.key);
       this.changedAt.set(`etcd\0${change.key}`, now);
       this.dirty.add(file);
       this.etcdTouched.add(file);
@@ -584,14 +573,9 @@ export class SyncEngine {
           continue;
         }
         for (const w of chunk) {
-          if (w.value === undefined) {
-            this.etcd.delete(w.key);
-            this.etcdIndex.delete(file, w.key);
-            this.tombstones.set(w.key, revision);
-          } else {
-            this.etcd.set(w.key, { value: w.value, modRevision: revision });
-            this.etcdIndex.add(file, w.key);
-          }
+          this.etcd.wrote(w.key, w.value, revision);
+          if (w.value === undefined) this.etcdIndex.delete(file, w.key);
+          else this.etcdIndex.add(file, w.key);
           this.setBase(
             w.key,
             w.value === undefined ? undefined : { value: w.value, modRevision: revision },
@@ -629,11 +613,9 @@ export class SyncEngine {
   }
 
   private async applyFile(file: string, fileWrites: readonly FileWrite[]): Promise<void> {
-    const snapshot = this.files.get(file);
-    const basedOn = snapshot?.kind === 'ok' ? snapshot.text : undefined;
     let written: { text: string; signature: string | undefined };
     try {
-      written = await writeConfFile(this.confDir, this.layout, file, fileWrites, basedOn);
+      written = await writeConfFile(this.confDir, this.layout, file, fileWrites, this.files.get(file));
     } catch (error) {
       if (error instanceof StaleFileError) {
         this.dirty.add(file);
