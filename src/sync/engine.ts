@@ -104,8 +104,8 @@ export class SyncEngine {
   private readonly dirty = new Set<string>();
   private readonly rechecks = new Map<string, NodeJS.Timeout>();
   private readonly emptiedAt = new Map<string, number>();
-  /** Files with etcd changes not yet reconciled. */
-  private readonly etcdTouched = new Set<string>();
+  /** Files to plan even if they did not change on disk: etcd changed, or their last pass failed. */
+  private readonly mustPlan = new Set<string>();
   private fullSoon: NodeJS.Timeout | undefined;
   private readonly refusedOnce = new Set<string>();
   private readonly reportedUnreadable = new Map<string, string>();
@@ -240,7 +240,7 @@ export class SyncEngine {
       else this.etcdIndex.delete(file, change.key);
       this.changedAt.set(`etcd\0${change.key}`, now);
       this.dirty.add(file);
-      this.etcdTouched.add(file);
+      this.mustPlan.add(file);
     }
     this.kick(0);
   }
@@ -315,7 +315,10 @@ export class SyncEngine {
       try {
         await this.pass(paths, false);
       } catch (error) {
-        for (const p of paths) this.dirty.add(p);
+        for (const p of paths) {
+          this.dirty.add(p);
+          this.mustPlan.add(p);
+        }
         this.fail('sync pass', error);
         this.counters.retries++;
         this.kick(RETRY_MS);
@@ -383,8 +386,8 @@ export class SyncEngine {
         },
         this.files.get(path),
       );
-      const unchanged = snapshot === this.files.get(path) && !this.etcdTouched.has(path);
-      this.etcdTouched.delete(path);
+      const unchanged = snapshot === this.files.get(path) && !this.mustPlan.has(path);
+      this.mustPlan.delete(path);
       // Neither side moved since this file was last reconciled (our own write coming back, say): nothing to plan.
       if (unchanged && !full && !this.emptiedAt.has(path)) continue;
       this.files.set(path, snapshot);
@@ -569,6 +572,7 @@ export class SyncEngine {
           );
           this.counters.retries++;
           this.dirty.add(file);
+          this.mustPlan.add(file);
           this.kick(RETRY_MS / 10);
           continue;
         }
@@ -619,6 +623,7 @@ export class SyncEngine {
     } catch (error) {
       if (error instanceof StaleFileError) {
         this.dirty.add(file);
+        this.mustPlan.add(file);
         this.kick(this.quietMs);
         return;
       }

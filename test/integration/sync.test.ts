@@ -233,4 +233,34 @@ describe('link-etcd sync (real etcd, real files)', () => {
     expect(await etcdKeys(f.prefix)).toHaveLength(2);
     expect(f.engine.blocked[0]?.side).toBe('conf-dir');
   });
+
+  it('keeps a file edit made while etcd is down, and pushes it once etcd is back', async () => {
+    const f = await fixture();
+    const file = join(f.confDir, 'down.conf');
+    await writeFile(file, '[S]\nk = 1\n');
+    await f.start();
+    await etcd.stop();
+    await writeFile(file, '[S]\nk = while-down\n');
+    // The pass fails against the stopped etcd and is retried; nothing is lost meanwhile.
+    await waitFor(() => f.lines.some((l) => String(l.msg).startsWith('sync pass failed')), {
+      timeout: 15_000,
+    });
+    await etcd.start();
+    await waitFor(async () => (await etcdValue(`${f.prefix}down.conf/S/k`)) === 'while-down', {
+      timeout: 20_000,
+    });
+    await etcd.etcdctl('put', `${f.prefix}down.conf/S/k`, 'after');
+    await waitFor(async () => (await readFile(file, 'utf8')) === '[S]\nk = after\n', { timeout: 15_000 });
+  });
+
+  it('catches, by its periodic full reconcile, a file change no event reported', async () => {
+    const f = await fixture();
+    const file = join(f.confDir, 'missed.conf');
+    await writeFile(file, '[S]\nk = 1\n');
+    await f.start({ fullReconcileMs: 300 });
+    // Simulate the file watcher missing everything from now on.
+    await (f.engine as unknown as { fileWatcher: { close(): Promise<void> } }).fileWatcher.close();
+    await writeFile(file, '[S]\nk = unseen\n');
+    await waitFor(async () => (await etcdValue(`${f.prefix}missed.conf/S/k`)) === 'unseen');
+  });
 });
