@@ -119,6 +119,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .option('--allow-mass-delete', 'carry over deletions the mass-deletion guard would hold back')
     .option('--full-reconcile <seconds>', 'seconds between full reconciles', '300')
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
+    .option('--http <host:port>', 'serve /healthz, /readyz and /metrics (Prometheus) there')
     .action(async (opts: SyncFlags) => {
       const code = await runSync(flags(), opts, io);
       if (code !== 0) throw new SyncFailed(code);

@@ -4,6 +4,8 @@ import { confDir as defaultConfDir } from '../layout/conf-dir.js';
 import { EtcdMiddleware } from '../middleware/middleware.js';
 import { SyncEngine } from '../sync/engine.js';
 import type { ConflictPolicy } from '../sync/plan.js';
+import { parseListen, serveHttp } from './http.js';
+import { createMetrics } from './metrics.js';
 import type { CliIo } from './program.js';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -17,6 +19,7 @@ export interface SyncFlags {
   allowMassDelete?: boolean;
   fullReconcile: string;
   logLevel: (typeof LOG_LEVELS)[number];
+  http?: string;
 }
 
 /** Carries a non-zero exit code out of a command without printing a second error line. */
@@ -39,6 +42,13 @@ export async function runSync(
     );
     return 2;
   }
+  let listen: { host: string; port: number } | undefined;
+  try {
+    listen = flags.http === undefined ? undefined : parseListen(flags.http);
+  } catch (error) {
+    io.stderr(`link-etcd: ${(error as Error).message}`);
+    return 2;
+  }
   const logger = pino({ name: 'link-etcd', level: flags.logLevel });
   const confDir = resolve(global.confDir ?? defaultConfDir());
   const middleware = new EtcdMiddleware({
@@ -46,7 +56,13 @@ export async function runSync(
     ...(global.confDir === undefined ? {} : { confDir: global.confDir }),
     logger,
   });
+  let engineRef: SyncEngine | undefined;
+  const metrics = createMetrics(
+    () => engineRef,
+    () => middleware,
+  );
   const engine = new SyncEngine({
+    onApplied: (direction, _keys, seconds) => metrics.propagation.observe({ direction }, seconds),
     confDir,
     prefix: flags.prefix,
     middleware,
@@ -56,6 +72,23 @@ export async function runSync(
     logger,
     ...(flags.stateDir === undefined ? {} : { stateDir: resolve(flags.stateDir) }),
   });
+  engineRef = engine;
+  const server =
+    listen === undefined
+      ? undefined
+      : await serveHttp(listen, {
+          registry: metrics.registry,
+          ready: async () => {
+            const reasons: string[] = [];
+            if (!(await middleware.ping(2_000))) reasons.push('etcd does not answer');
+            if (engine.lastFullReconcile === undefined) reasons.push('the first reconcile has not finished');
+            for (const b of engine.blocked)
+              reasons.push(`mass deletion held back (${b.side}: ${b.deletions} of ${b.of} keys)`);
+            if (!middleware.watchStats.connected) reasons.push('the etcd watch is not connected');
+            return { ok: reasons.length === 0, reasons };
+          },
+        });
+  if (server) logger.info({ http: flags.http }, 'serving /healthz, /readyz and /metrics');
   try {
     if (flags.dryRun || flags.once) {
       const { plan } = await engine.once({ dryRun: flags.dryRun ?? false });
@@ -95,6 +128,7 @@ export async function runSync(
     await engine.stop();
     return 0;
   } finally {
+    server?.close();
     await middleware.close();
     logger.flush();
   }

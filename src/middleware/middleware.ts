@@ -16,7 +16,14 @@ import {
 import { discoverBySrv, type SrvResolver } from './srv.js';
 import { loadTlsMaterial } from './tls.js';
 import { buildTree, childPrefix, flattenTree, normalizePath, type Tree, type TreeInput } from './tree.js';
-import { type EtcdChange, type WatchBatch, type WatchOptions, watchBatches } from './watch.js';
+import {
+  type EtcdChange,
+  newWatchStats,
+  type WatchBatch,
+  type WatchOptions,
+  type WatchStats,
+  watchBatches,
+} from './watch.js';
 
 export interface MiddlewareOptions extends ConnectionOptions, SnakeCaseConnectionOptions {
   /** Where middleware.conf is looked up (`<confDir>/link/etcd/middleware.conf`). Default `$B3J0F_CONF_DIR` or `~/etc`. */
@@ -55,6 +62,8 @@ export class EtcdMiddleware {
   private live: Promise<Live> | undefined;
   private readonly streams = new Set<Subscriber<WatchBatch>>();
   private closed = false;
+  /** What the watch streams went through (all of them together): for metrics and health. */
+  readonly watchStats: WatchStats = newWatchStats();
 
   constructor(options: MiddlewareOptions = {}) {
     this.options = options;
@@ -214,6 +223,18 @@ export class EtcdMiddleware {
     });
   }
 
+  /** Asks etcd for its status within `timeoutMs` (default read_timeout): true when it answered. */
+  async ping(timeoutMs?: number): Promise<boolean> {
+    try {
+      const live = await this.open();
+      const ms = Math.min(timeoutMs ?? live.settings.readTimeoutMs, live.settings.readTimeoutMs);
+      await withDeadline(live.conn.maintenance.status(), ms, live.conn.endpoints);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** Whether `path` has a value or anything under it. */
   async has(path: string): Promise<boolean> {
     const at = normalizePath(path);
@@ -294,6 +315,7 @@ export class EtcdMiddleware {
           return live.conn;
         },
         pageSize: async () => (await this.open()).settings.pageSize,
+        stats: this.watchStats,
         logger: this.logger,
         register: (subscriber) => {
           this.streams.add(subscriber);

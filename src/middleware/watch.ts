@@ -48,10 +48,29 @@ export interface WatchBatch {
   readonly initial: boolean;
 }
 
+/** What a watch went through, for metrics and health. */
+export interface WatchStats {
+  /** Streams re-established after a failure. */
+  reconnects: number;
+  /** Re-reads after a compaction. */
+  resyncs: number;
+  /** The newest etcd revision any response carried. */
+  headerRevision: number;
+  /** When a response last arrived (ms since epoch): a stalled watch shows here. */
+  lastResponseAt: number;
+  /** Whether a stream is established now. */
+  connected: boolean;
+}
+
+export function newWatchStats(): WatchStats {
+  return { reconnects: 0, resyncs: 0, headerRevision: 0, lastResponseAt: 0, connected: false };
+}
+
 export interface WatchContext {
   readonly connection: () => Promise<Connection>;
   readonly logger: Logger;
   readonly pageSize: () => Promise<number>;
+  readonly stats?: WatchStats;
   /** Completes every stream on close(); returns the unregister function. */
   readonly register: (subscriber: Subscriber<WatchBatch>) => () => void;
 }
@@ -158,6 +177,10 @@ export function watchBatches(
 
     const later = (what: string, fn: () => void, error?: unknown): void => {
       if (closed) return;
+      if (ctx.stats) {
+        ctx.stats.connected = false;
+        ctx.stats.reconnects++;
+      }
       const delay = backoff + Math.floor(Math.random() * backoff * 0.2);
       backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
       log.warn({ err: error, retryInMs: delay }, `watch ${what} failed; retrying`);
@@ -193,6 +216,7 @@ export function watchBatches(
         const snapshot = await readRange(conn.kv, range, { pageSize: await ctx.pageSize(), revision });
         if (closed) return;
         if (mode === 'gap') {
+          if (ctx.stats) ctx.stats.resyncs++;
           log.warn(
             { from: lastRevision + 1, to: snapshot.revision },
             'watch revision compacted: re-read the prefix',
@@ -229,6 +253,11 @@ export function watchBatches(
 
     const onResponse = (res: IWatchResponse, myEpoch: number, created: () => void): void => {
       if (myEpoch !== epoch || closed) return;
+      if (ctx.stats) {
+        ctx.stats.lastResponseAt = Date.now();
+        ctx.stats.headerRevision = Math.max(ctx.stats.headerRevision, Number(res.header?.revision ?? 0));
+        if (res.created && !res.canceled) ctx.stats.connected = true;
+      }
       if (res.created) created();
       if (res.canceled) {
         dropStream();

@@ -54,6 +54,8 @@ export interface SyncOptions {
   /** Full reconcile period. Default 5 minutes. */
   readonly fullReconcileMs?: number;
   readonly logger: Logger;
+  /** Called when changes land: the direction, keys written, seconds since the change was first seen. */
+  readonly onApplied?: (direction: 'to_etcd' | 'to_file', keys: number, seconds: number) => void;
 }
 
 export interface SyncCounters {
@@ -107,6 +109,11 @@ export class SyncEngine {
   /** Files to plan even if they did not change on disk: etcd changed, or their last pass failed. */
   private readonly mustPlan = new Set<string>();
   private fullSoon: NodeJS.Timeout | undefined;
+  /** When each dirty file was first seen changed, for the propagation histogram. */
+  private readonly dirtySince = new Map<string, number>();
+  /** The etcd revision of the newest batch seen, and of the newest one whose files are all written. */
+  private seenRevision = 0;
+  appliedRevision = 0;
   private readonly refusedOnce = new Set<string>();
   private readonly reportedUnreadable = new Map<string, string>();
   private journal = '';
@@ -233,12 +240,14 @@ export class SyncEngine {
       }
       return;
     }
+    this.seenRevision = Math.max(this.seenRevision, batch.revision);
     for (const change of batch.changes) {
       const file = this.fileOfKey(change.key);
       if (file === undefined) continue;
       if (this.etcd.has(change.key)) this.etcdIndex.add(file, change.key);
       else this.etcdIndex.delete(file, change.key);
       this.changedAt.set(`etcd\0${change.key}`, now);
+      if (!this.dirtySince.has(file)) this.dirtySince.set(file, now);
       this.dirty.add(file);
       this.mustPlan.add(file);
     }
@@ -265,6 +274,7 @@ export class SyncEngine {
       }
       if (mirroredRefusal(rel) !== undefined) return;
       this.changedAt.set(`file\0${rel}`, Date.now());
+      if (!this.dirtySince.has(rel)) this.dirtySince.set(rel, Date.now());
       this.dirty.add(rel);
       this.kick(this.quietMs);
       this.recheckLater(rel);
@@ -309,6 +319,7 @@ export class SyncEngine {
   }
 
   private async drain(): Promise<void> {
+    const target = this.seenRevision;
     while (this.dirty.size > 0 && !this.stopped) {
       const paths = [...this.dirty];
       this.dirty.clear();
@@ -325,6 +336,8 @@ export class SyncEngine {
         return;
       }
     }
+    // Everything etcd had sent when this drain began is now in the files.
+    if (this.dirty.size === 0) this.appliedRevision = Math.max(this.appliedRevision, target);
   }
 
   /** Every file either side or the base knows, reconciled. */
@@ -450,6 +463,8 @@ export class SyncEngine {
     await this.applyFiles(p.toFile, keyFile);
     await this.recordConflicts(p.conflicts, keyFile);
     for (const [key, entry] of p.base) this.setBase(key, entry, keyFile.get(key));
+    // Files this pass found nothing to do for: their next change starts a new clock.
+    for (const path of paths) if (!this.dirty.has(path)) this.dirtySince.delete(path);
     this.scheduleSave();
     return { plan: p, files: paths.length };
   }
@@ -598,6 +613,7 @@ export class SyncEngine {
           'written to etcd',
         );
         this.counters.toEtcd += chunk.length;
+        this.observe('to_etcd', file, chunk.length);
       }
     }
   }
@@ -651,6 +667,7 @@ export class SyncEngine {
       'written to the file',
     );
     this.counters.toFile += fileWrites.length;
+    this.observe('to_file', file, fileWrites.length);
     // Our write will come back as a file event; the snapshot must already know it, or it would look like an edit.
     this.files.set(
       file,
@@ -687,6 +704,12 @@ export class SyncEngine {
         );
       }
     }
+  }
+
+  private observe(direction: 'to_etcd' | 'to_file', file: string, keys: number): void {
+    const since = this.dirtySince.get(file);
+    this.dirtySince.delete(file);
+    if (since !== undefined) this.options.onApplied?.(direction, keys, (Date.now() - since) / 1000);
   }
 
   private scheduleSave(): void {

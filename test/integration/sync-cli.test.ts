@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseIni } from '../../src/ini/parse.js';
 import { type EtcdServer, startEtcd } from '../harness/etcd.js';
+import { freePort } from '../harness/ports.js';
 import { waitFor } from '../harness/wait.js';
 
 const run = promisify(execFile);
@@ -143,5 +144,46 @@ describe('link-etcd sync as a process', () => {
     expect(down.code).toBe(1);
     expect(down.stderr.trim().split('\n')).toHaveLength(1);
     expect(down.stderr).toContain('127.0.0.1:1');
+  });
+
+  it('serves /healthz, /readyz and Prometheus /metrics with --http', async () => {
+    const d = await dirs();
+    await writeFile(join(d.confDir, 'app.conf'), '[S]\nk = 1\n');
+    const port = await freePort();
+    const p = daemon(syncArgs(d, `--http=127.0.0.1:${port}`));
+    const get = async (path: string) => {
+      const res = await fetch(`http://127.0.0.1:${port}${path}`);
+      return { status: res.status, body: await res.text() };
+    };
+    await waitFor(() => p.lines.some((l) => l.msg === 'in sync; following both sides'));
+    expect(await get('/healthz')).toEqual({ status: 200, body: 'ok\n' });
+    await waitFor(async () => (await get('/readyz')).status === 200);
+
+    await etcd.etcdctl('put', `${d.prefix}app.conf/S/k`, '2');
+    await waitFor(async () => (await readFile(join(d.confDir, 'app.conf'), 'utf8')) === '[S]\nk = 2\n');
+    const metrics = await waitFor(async () => {
+      const { body } = await get('/metrics');
+      return /link_etcd_changes_applied_total\{direction="to_file"\} 1\b/.test(body) ? body : undefined;
+    });
+    expect(metrics).toMatch(/link_etcd_changes_applied_total\{direction="to_etcd"\} 1\b/);
+    expect(metrics).toMatch(/link_etcd_propagation_seconds_count\{direction="to_file"\} 1\b/);
+    expect(metrics).toMatch(/link_etcd_watch_lag_revisions 0\b/);
+    expect(metrics).toMatch(/link_etcd_last_full_reconcile_timestamp_seconds [1-9]/);
+    expect(metrics).toMatch(/link_etcd_process_resident_memory_bytes/);
+
+    await etcd.stop();
+    try {
+      const notReady = await waitFor(async () => {
+        const r = await get('/readyz');
+        return r.status === 503 ? r : undefined;
+      });
+      expect(notReady.body).toContain('etcd does not answer');
+      expect((await get('/healthz')).status).toBe(200);
+    } finally {
+      await etcd.start();
+    }
+    await waitFor(async () => (await get('/readyz')).status === 200, { timeout: 20_000 });
+    p.child.kill('SIGTERM');
+    expect(await p.exited).toBe(0);
   });
 });

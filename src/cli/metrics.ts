@@ -1,0 +1,124 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { EtcdMiddleware } from '../middleware/middleware.js';
+import type { SyncCounters, SyncEngine } from '../sync/engine.js';
+
+/** The daemon's Prometheus metrics, on a registry of their own (an embedding app keeps its default one). */
+export interface SyncMetrics {
+  readonly registry: Registry;
+  readonly propagation: Histogram<'direction'>;
+}
+
+const PREFIX = 'link_etcd_';
+
+/**
+ * Counters are read from the engine at scrape time: the engine knows
+ * nothing of Prometheus, and nothing is counted twice.
+ */
+export function createMetrics(
+  engine: () => SyncEngine | undefined,
+  middleware: () => EtcdMiddleware,
+): SyncMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: PREFIX });
+  const counted = (name: keyof SyncCounters) => engine()?.counters[name] ?? 0;
+  const last = new Map<string, number>();
+  /** A Prometheus counter that follows one of the engine's own counters. */
+  const follow = (metric: Counter<string>, key: keyof SyncCounters, labels: Record<string, string> = {}) => {
+    const id = `${key}${JSON.stringify(labels)}`;
+    const now = counted(key);
+    const delta = now - (last.get(id) ?? 0);
+    if (delta > 0) metric.inc(labels, delta);
+    last.set(id, now);
+  };
+
+  new Counter({
+    name: `${PREFIX}changes_applied_total`,
+    help: 'Keys written, by direction (to_etcd: from a file; to_file: from etcd)',
+    labelNames: ['direction'],
+    registers: [registry],
+    collect() {
+      follow(this, 'toEtcd', { direction: 'to_etcd' });
+      follow(this, 'toFile', { direction: 'to_file' });
+    },
+  });
+  new Counter({
+    name: `${PREFIX}conflicts_total`,
+    help: 'Keys changed on both sides, decided by the conflict policy (the loser is recorded)',
+    registers: [registry],
+    collect() {
+      follow(this, 'conflicts');
+    },
+  });
+  new Counter({
+    name: `${PREFIX}refused_keys_total`,
+    help: 'etcd keys or file keys refused because they map to nothing safe',
+    registers: [registry],
+    collect() {
+      follow(this, 'refused');
+    },
+  });
+  new Counter({
+    name: `${PREFIX}parse_errors_total`,
+    help: 'Conf files that did not parse (each distinct error once)',
+    registers: [registry],
+    collect() {
+      follow(this, 'parseErrors');
+    },
+  });
+  new Counter({
+    name: `${PREFIX}watch_reconnects_total`,
+    help: 'etcd watch streams re-established after a failure',
+    registers: [registry],
+    collect() {
+      const now = middleware().watchStats.reconnects;
+      const delta = now - (last.get('reconnects') ?? 0);
+      if (delta > 0) this.inc(delta);
+      last.set('reconnects', now);
+    },
+  });
+  new Counter({
+    name: `${PREFIX}watch_resyncs_total`,
+    help: 'Re-reads of the prefix after etcd compacted the revision the watch needed',
+    registers: [registry],
+    collect() {
+      const now = middleware().watchStats.resyncs;
+      const delta = now - (last.get('resyncs') ?? 0);
+      if (delta > 0) this.inc(delta);
+      last.set('resyncs', now);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}watch_lag_revisions`,
+    help: 'etcd revision seen minus the revision whose changes are all in the files',
+    registers: [registry],
+    collect() {
+      const applied = engine()?.appliedRevision ?? 0;
+      this.set(Math.max(0, middleware().watchStats.headerRevision - applied));
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}last_full_reconcile_timestamp_seconds`,
+    help: 'When the last full reconcile finished (unix time)',
+    registers: [registry],
+    collect() {
+      const at = engine()?.lastFullReconcile;
+      this.set(at === undefined ? 0 : at / 1000);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}ready`,
+    help: '1 when in sync and not holding back a mass deletion',
+    registers: [registry],
+    collect() {
+      this.set(engine()?.ready ? 1 : 0);
+    },
+  });
+  const propagation = new Histogram({
+    name: `${PREFIX}propagation_seconds`,
+    help: 'From a change first seen on one side to its write on the other',
+    labelNames: ['direction'],
+    buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  return { registry, propagation };
+}
