@@ -2,6 +2,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { LinkEtcdError } from '../errors.js';
 import { EtcdMiddleware, type MiddlewareOptions } from '../middleware/middleware.js';
 import { CONFLICT_POLICIES } from '../sync/plan.js';
+import { describeStatus, doctorProblems } from './doctor.js';
+import { LOG_FORMATS } from './logger.js';
 import { parseCliValue } from './parse-value.js';
 import { LOG_LEVELS, runSync, SyncFailed, type SyncFlags } from './sync-command.js';
 
@@ -102,6 +104,18 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     });
 
   program
+    .command('doctor')
+    .description('check the connection: endpoints, cluster id, members, leader, version, auth, latency')
+    .option('--json', 'print one JSON object')
+    .action(async (opts: { json?: boolean }) => {
+      const status = await withClient(flags(), (c) => c.clusterStatus());
+      const problems = doctorProblems(status);
+      if (opts.json) io.stdout(JSON.stringify({ ...status, healthy: problems.length === 0, problems }));
+      else for (const line of describeStatus(status, problems)) io.stdout(line);
+      if (problems.length > 0) throw new SyncFailed(1);
+    });
+
+  program
     .command('sync')
     .description('mirror every .conf file under the conf dir with etcd, both ways, until stopped')
     .option('--prefix <prefix>', 'etcd key prefix in front of every conf path', '/')
@@ -120,6 +134,15 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .option('--full-reconcile <seconds>', 'seconds between full reconciles', '300')
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
     .option('--http <host:port>', 'serve /healthz, /readyz and /metrics (Prometheus) there')
+    .option(
+      '--local-etcd',
+      'start a single-member etcd for this daemon (data in the state dir): laptops and demos',
+    )
+    .addOption(
+      new Option('--log-format <format>', 'json lines, or pretty (default: pretty on a terminal)').choices(
+        LOG_FORMATS,
+      ),
+    )
     .action(async (opts: SyncFlags) => {
       const code = await runSync(flags(), opts, io);
       if (code !== 0) throw new SyncFailed(code);

@@ -1,10 +1,12 @@
 import { resolve } from 'node:path';
-import { pino } from 'pino';
 import { confDir as defaultConfDir } from '../layout/conf-dir.js';
 import { EtcdMiddleware } from '../middleware/middleware.js';
+import { defaultStateDir } from '../sync/base-journal.js';
 import { SyncEngine } from '../sync/engine.js';
 import type { ConflictPolicy } from '../sync/plan.js';
 import { parseListen, serveHttp } from './http.js';
+import { startLocalEtcd } from './local-etcd.js';
+import { cliLogger, type LogFormat } from './logger.js';
 import { createMetrics } from './metrics.js';
 import type { CliIo } from './program.js';
 
@@ -20,6 +22,8 @@ export interface SyncFlags {
   fullReconcile: string;
   logLevel: (typeof LOG_LEVELS)[number];
   http?: string;
+  localEtcd?: boolean;
+  logFormat?: LogFormat;
 }
 
 /** Carries a non-zero exit code out of a command without printing a second error line. */
@@ -49,10 +53,13 @@ export async function runSync(
     io.stderr(`link-etcd: ${(error as Error).message}`);
     return 2;
   }
-  const logger = pino({ name: 'link-etcd', level: flags.logLevel });
+  const logger = cliLogger(flags.logLevel, flags.logFormat);
   const confDir = resolve(global.confDir ?? defaultConfDir());
+  const stateDir = resolve(flags.stateDir ?? defaultStateDir());
+  const local = flags.localEtcd ? await startLocalEtcd(stateDir, logger) : undefined;
+  const endpoints = local?.url ?? global.endpoints;
   const middleware = new EtcdMiddleware({
-    ...(global.endpoints === undefined ? {} : { endpoints: global.endpoints }),
+    ...(endpoints === undefined ? {} : { endpoints }),
     ...(global.confDir === undefined ? {} : { confDir: global.confDir }),
     logger,
   });
@@ -70,7 +77,7 @@ export async function runSync(
     allowMassDelete: flags.allowMassDelete ?? false,
     fullReconcileMs: seconds * 1000,
     logger,
-    ...(flags.stateDir === undefined ? {} : { stateDir: resolve(flags.stateDir) }),
+    stateDir,
   });
   engineRef = engine;
   const server =
@@ -130,6 +137,7 @@ export async function runSync(
   } finally {
     server?.close();
     await middleware.close();
+    await local?.stop();
     logger.flush();
   }
 }

@@ -33,7 +33,13 @@ interface JournalFile {
 
 export type LoadedBase =
   | { readonly ok: true; readonly base: Map<string, BaseEntry> }
-  | { readonly ok: false; readonly base: Map<string, BaseEntry>; readonly reason: string };
+  | {
+      readonly ok: false;
+      readonly base: Map<string, BaseEntry>;
+      readonly reason: string;
+      /** No journal at all: a first run, not a problem. */
+      readonly first: boolean;
+    };
 
 /** Reads the base; a missing or corrupt journal is an empty base, with the reason to log. */
 export async function loadBase(path: string): Promise<LoadedBase> {
@@ -42,7 +48,8 @@ export async function loadBase(path: string): Promise<LoadedBase> {
     text = await readFile(path, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    return { ok: false, base: new Map(), reason: code === 'ENOENT' ? 'no base journal yet' : String(error) };
+    const first = code === 'ENOENT';
+    return { ok: false, base: new Map(), reason: first ? 'no base journal yet' : String(error), first };
   }
   try {
     const data = JSON.parse(text) as JournalFile;
@@ -60,6 +67,7 @@ export async function loadBase(path: string): Promise<LoadedBase> {
       ok: false,
       base: new Map(),
       reason: `corrupt base journal ${path}: ${(error as Error).message}`,
+      first: false,
     };
   }
 }

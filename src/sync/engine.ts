@@ -193,8 +193,10 @@ export class SyncEngine {
       settings.hosts.join(','),
     );
     const loaded = await loadBase(this.journal);
-    if (!loaded.ok)
-      this.logger.warn({ journal: this.journal }, `${loaded.reason}: merging both sides as a union`);
+    if (!loaded.ok) {
+      const level = loaded.first ? 'info' : 'warn';
+      this.logger[level]({ journal: this.journal }, `${loaded.reason}: merging both sides as a union`);
+    }
     this.base = loaded.base;
     for (const key of this.base.keys()) {
       const file = this.fileOfKey(key);
@@ -699,7 +701,13 @@ export class SyncEngine {
       }
       for (const c of list) {
         this.logger.error(
-          { key: c.key, winner: c.winner, loser: c.loser, lostValue: c.loserValue, record },
+          {
+            key: c.key,
+            winner: c.winner,
+            loser: c.loser,
+            lostValue: isSecretKey(c.key) ? '***' : c.loserValue,
+            record,
+          },
           `conflict on ${c.key}: ${c.winner} wins (${this.policy}), the ${c.loser} value is kept in ${record ?? 'this log'}`,
         );
       }
@@ -730,6 +738,17 @@ export class SyncEngine {
     const message = error instanceof Error ? error.message : String(error);
     this.logger.error({ err: error }, `${what} failed: ${message}`);
   }
+}
+
+/**
+ * Keys whose values stay out of logs: their last segment names a password,
+ * secret, token, credential or private/API key. The conflict record file
+ * (mode 0600, next to the conf file) still keeps the losing value.
+ */
+export const SECRET_KEY = /(pass(word|wd|phrase)?|secret|token|credential|private[_-]?key|api[_-]?key)$/i;
+
+function isSecretKey(key: string): boolean {
+  return SECRET_KEY.test(key.slice(key.lastIndexOf('/') + 1));
 }
 
 function groupBy<T>(items: readonly T[], keyOf: (item: T) => string): Map<string, T[]> {

@@ -102,4 +102,20 @@ describe('link-etcd CLI (spawned, real etcd)', () => {
       child.kill('SIGKILL');
     }
   });
+
+  it('doctor reports cluster id, members, leader, version and latency; exits 1 when etcd is unreachable', async () => {
+    const text = await cli(`--endpoints=${etcd.clientUrl}`, 'doctor');
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/cluster id: {2}[0-9a-f]+/);
+    expect(text.stdout).toMatch(/version: {5}etcd 3\./);
+    expect(text.stdout).toMatch(/^ {2}\* /m);
+    expect(text.stdout).toMatch(/healthy\n$/);
+    const json = JSON.parse((await cli(`--endpoints=${etcd.clientUrl}`, 'doctor', '--json')).stdout);
+    expect(json).toMatchObject({ healthy: true, auth: 'none', tls: false, endpoints: [etcd.endpoint] });
+    expect(json.members).toHaveLength(1);
+    expect(json.leader).toBe(json.members[0].id);
+    const down = await cli('--endpoints=http://127.0.0.1:1', 'doctor');
+    expect(down.code).toBe(1);
+    expect(down.stderr).toContain('127.0.0.1:1');
+  });
 });

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseIni } from '../../src/ini/parse.js';
-import { type EtcdServer, startEtcd } from '../harness/etcd.js';
+import { type EtcdServer, runEtcdctl, startEtcd } from '../harness/etcd.js';
 import { freePort } from '../harness/ports.js';
 import { waitFor } from '../harness/wait.js';
 
@@ -185,5 +185,29 @@ describe('link-etcd sync as a process', () => {
     await waitFor(async () => (await get('/readyz')).status === 200, { timeout: 20_000 });
     p.child.kill('SIGTERM');
     expect(await p.exited).toBe(0);
+  });
+
+  it('--local-etcd starts its own etcd, mirrors through it, and stops it on SIGTERM', async () => {
+    const d = await dirs();
+    await writeFile(join(d.confDir, 'demo.conf'), '[S]\nk = 1\n');
+    const args = syncArgs(d, '--local-etcd', '--log-format=json').filter(
+      (a) => !a.startsWith('--endpoints='),
+    );
+    const p = daemon(args);
+    const started = await waitFor(() => p.lines.find((l) => l.msg === 'in sync; following both sides'), {
+      timeout: 30_000,
+    });
+    expect(started).toBeDefined();
+    const url = String(p.lines.find((l) => typeof l.url === 'string')?.url);
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const local = (...args: string[]) => runEtcdctl([url.replace('http://', '')], args);
+    expect(await local('get', '--print-value-only', `${d.prefix}demo.conf/S/k`)).toBe('1\n');
+    await local('put', `${d.prefix}demo.conf/S/k`, 'from-local');
+    await waitFor(
+      async () => (await readFile(join(d.confDir, 'demo.conf'), 'utf8')) === '[S]\nk = from-local\n',
+    );
+    p.child.kill('SIGTERM');
+    expect(await p.exited).toBe(0);
+    await expect(fetch(`${url}/health`)).rejects.toThrow();
   });
 });
