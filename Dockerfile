@@ -26,8 +26,7 @@ ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="link-etcd" \
       org.opencontainers.image.description="Two-way sync between a directory of .conf files and etcd v3" \
       org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.licenses="MIT" \
-      org.opencontainers.image.base.name="docker.io/library/node:22-bookworm-slim"
+      org.opencontainers.image.licenses="MIT"
 
 # A fixed numeric uid/gid: Kubernetes' runAsNonRoot can only check a number,
 # and bind-mounted or pre-created conf dirs can be chowned to it.
@@ -50,7 +49,10 @@ COPY --from=build /app/dist ./dist
 RUN chmod 0755 dist/cli/main.js \
  && ln -s /app/dist/cli/main.js /usr/local/bin/link-etcd
 
-ENV B3J0F_CONF_DIR=/conf
+# STATE_DIRECTORY is the daemon's first default for --state-dir (as under
+# systemd), so a command line that omits the flag still uses the volume.
+ENV B3J0F_CONF_DIR=/conf \
+    STATE_DIRECTORY=/state
 USER 10001:10001
 VOLUME ["/conf", "/state"]
 EXPOSE 9477

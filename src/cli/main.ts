@@ -10,6 +10,9 @@ const code = await runCli(process.argv.slice(2), {
   stdout: (line) => process.stdout.write(`${line}\n`),
   stderr: (line) => process.stderr.write(`${line}\n`),
   stopped,
+  onReload: (handler) => {
+    process.on('SIGHUP', handler);
+  },
 });
 process.exitCode = code;
 // Open handles (gRPC channels closing) must not keep a finished command alive.

@@ -5,13 +5,16 @@ import { CONFLICT_POLICIES } from '../sync/plan.js';
 import { describeStatus, doctorProblems } from './doctor.js';
 import { LOG_FORMATS } from './logger.js';
 import { parseCliValue } from './parse-value.js';
-import { LOG_LEVELS, runSync, SyncFailed, type SyncFlags } from './sync-command.js';
+import { runSync, SyncFailed } from './sync-command.js';
+import { LOG_LEVELS, type SyncKey } from './sync-settings.js';
 
 export interface CliIo {
   readonly stdout: (line: string) => void;
   readonly stderr: (line: string) => void;
   /** Resolves when the process is asked to stop (SIGINT/SIGTERM). */
   readonly stopped: Promise<void>;
+  /** Registers what to do on SIGHUP (re-read the settings). */
+  readonly onReload?: (handler: () => void) => void;
 }
 
 interface GlobalFlags {
@@ -118,11 +121,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   program
     .command('sync')
     .description('mirror every .conf file under the conf dir with etcd, both ways, until stopped')
-    .option('--prefix <prefix>', 'etcd key prefix in front of every conf path', '/')
+    .option('--prefix <prefix>', 'etcd key prefix in front of every conf path (default /)')
     .addOption(
-      new Option('--conflict <policy>', 'who wins when both sides changed a key')
-        .choices(CONFLICT_POLICIES)
-        .default('etcd-wins'),
+      new Option('--conflict <policy>', 'who wins when both sides changed a key (default etcd-wins)').choices(
+        CONFLICT_POLICIES,
+      ),
     )
     .option('--once', 'reconcile once, then exit (init containers, cron)')
     .option('--dry-run', 'print what would change, both ways, and exit')
@@ -131,20 +134,36 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       'where the base journal lives (default $STATE_DIRECTORY, $XDG_STATE_HOME/link-etcd)',
     )
     .option('--allow-mass-delete', 'carry over deletions the mass-deletion guard would hold back')
-    .option('--full-reconcile <seconds>', 'seconds between full reconciles', '300')
-    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
-    .option('--http <host:port>', 'serve /healthz, /readyz and /metrics (Prometheus) there')
-    .option(
-      '--local-etcd',
-      'start a single-member etcd for this daemon (data in the state dir): laptops and demos',
-    )
+    .option('--full-reconcile <seconds>', 'seconds between full reconciles (default 300)')
+    .option('--max-delete-share <share>', 'share of mirrored keys one side may lose at once (default 0.5)')
+    .addOption(new Option('--log-level <level>', 'log level (default info)').choices(LOG_LEVELS))
     .addOption(
       new Option('--log-format <format>', 'json lines, or pretty (default: pretty on a terminal)').choices(
         LOG_FORMATS,
       ),
     )
-    .action(async (opts: SyncFlags) => {
-      const code = await runSync(flags(), opts, io);
+    .option('--http <host:port>', 'serve /healthz, /readyz and /metrics (Prometheus) there')
+    .option(
+      '--local-etcd',
+      'start a single-member etcd for this daemon (data in the state dir): laptops and demos',
+    )
+    .option(
+      '--exec <command>',
+      'run the app as a child after the first sync, signal it on changes, exit with it',
+    )
+    .option('--reload-signal <signal>', 'signal sent to the --exec child on changes (default SIGHUP)')
+    .action(async (opts: Record<string, string | boolean | undefined>) => {
+      const { once, dryRun, ...rest } = opts;
+      const flagsGiven: Partial<Record<SyncKey, string | boolean>> = {};
+      for (const [name, value] of Object.entries(rest)) {
+        if (value !== undefined)
+          flagsGiven[name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`) as SyncKey] = value;
+      }
+      const code = await runSync(
+        flags(),
+        { once: once === true, dryRun: dryRun === true, flags: flagsGiven },
+        io,
+      );
       if (code !== 0) throw new SyncFailed(code);
     });
 

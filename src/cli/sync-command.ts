@@ -2,29 +2,15 @@ import { resolve } from 'node:path';
 import { confDir as defaultConfDir } from '../layout/conf-dir.js';
 import { EtcdMiddleware } from '../middleware/middleware.js';
 import { defaultStateDir } from '../sync/base-journal.js';
-import { SyncEngine } from '../sync/engine.js';
-import type { ConflictPolicy } from '../sync/plan.js';
+import { SyncEngine, type SyncReconfiguration } from '../sync/engine.js';
+import { type ExecChild, startChild } from './exec-child.js';
+import { Debouncer, Hooks } from './hooks.js';
 import { parseListen, serveHttp } from './http.js';
 import { startLocalEtcd } from './local-etcd.js';
-import { cliLogger, type LogFormat } from './logger.js';
+import { cliLogger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import type { CliIo } from './program.js';
-
-export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
-
-export interface SyncFlags {
-  prefix: string;
-  conflict: ConflictPolicy;
-  once?: boolean;
-  dryRun?: boolean;
-  stateDir?: string;
-  allowMassDelete?: boolean;
-  fullReconcile: string;
-  logLevel: (typeof LOG_LEVELS)[number];
-  http?: string;
-  localEtcd?: boolean;
-  logFormat?: LogFormat;
-}
+import { loadSyncSettings, type SyncKey, type SyncSettings } from './sync-settings.js';
 
 /** Carries a non-zero exit code out of a command without printing a second error line. */
 export class SyncFailed extends Error {
@@ -33,53 +19,70 @@ export class SyncFailed extends Error {
   }
 }
 
+export interface SyncRun {
+  readonly once?: boolean;
+  readonly dryRun?: boolean;
+  /** Settings given as flags; the rest come from LINK_ETCD_*, sync.conf and defaults. */
+  readonly flags: Partial<Record<SyncKey, string | boolean>>;
+}
+
 /** `link-etcd sync`: the daemon, `--once`, or `--dry-run`. Returns the exit code. */
 export async function runSync(
   global: { endpoints?: string; confDir?: string },
-  flags: SyncFlags,
+  run: SyncRun,
   io: CliIo,
 ): Promise<number> {
-  const seconds = Number(flags.fullReconcile);
-  if (!Number.isFinite(seconds) || seconds <= 0) {
-    io.stderr(
-      `link-etcd: --full-reconcile expects a positive number of seconds, got \`${flags.fullReconcile}\``,
-    );
-    return 2;
-  }
+  const confDir = resolve(global.confDir ?? defaultConfDir());
+  let settings: SyncSettings;
   let listen: { host: string; port: number } | undefined;
   try {
-    listen = flags.http === undefined ? undefined : parseListen(flags.http);
+    settings = await loadSyncSettings(confDir, run.flags);
+    listen = settings.http === undefined ? undefined : parseListen(settings.http);
   } catch (error) {
     io.stderr(`link-etcd: ${(error as Error).message}`);
     return 2;
   }
-  const logger = cliLogger(flags.logLevel, flags.logFormat);
-  const confDir = resolve(global.confDir ?? defaultConfDir());
-  const stateDir = resolve(flags.stateDir ?? defaultStateDir());
-  const local = flags.localEtcd ? await startLocalEtcd(stateDir, logger) : undefined;
-  const endpoints = local?.url ?? global.endpoints;
-  const middleware = new EtcdMiddleware({
-    ...(endpoints === undefined ? {} : { endpoints }),
-    ...(global.confDir === undefined ? {} : { confDir: global.confDir }),
-    logger,
+  const logger = cliLogger(settings.logLevel, settings.logFormat);
+  const stateDir = resolve(settings.stateDir ?? defaultStateDir());
+  const local = settings.localEtcd ? await startLocalEtcd(stateDir, logger) : undefined;
+  const endpoints = local?.url ?? global.endpoints ?? process.env.LINK_ETCD_ENDPOINTS;
+  const newMiddleware = () =>
+    new EtcdMiddleware({
+      ...(endpoints === undefined || endpoints === '' ? {} : { endpoints }),
+      ...(global.confDir === undefined ? {} : { confDir: global.confDir }),
+      logger,
+    });
+  let middleware = newMiddleware();
+  let hooks = new Hooks(settings.hooks, logger);
+  let child: ExecChild | undefined;
+  const childReload = new Debouncer(500, 5_000, () => child?.reload());
+  const hookOptions = (): SyncReconfiguration => ({
+    checkFile: (path, staged) => hooks.check(path, staged),
+    onFilesWritten: (paths) => {
+      hooks.changed(paths);
+      if (child) childReload.poke();
+    },
   });
-  let engineRef: SyncEngine | undefined;
+
+  let engine: SyncEngine | undefined;
   const metrics = createMetrics(
-    () => engineRef,
+    () => engine,
     () => middleware,
   );
-  const engine = new SyncEngine({
-    onApplied: (direction, _keys, seconds) => metrics.propagation.observe({ direction }, seconds),
+  engine = new SyncEngine({
     confDir,
-    prefix: flags.prefix,
+    prefix: settings.prefix,
     middleware,
-    policy: flags.conflict,
-    allowMassDelete: flags.allowMassDelete ?? false,
-    fullReconcileMs: seconds * 1000,
-    logger,
     stateDir,
+    policy: settings.conflict,
+    allowMassDelete: settings.allowMassDelete,
+    maxDeleteShare: settings.maxDeleteShare,
+    fullReconcileMs: settings.fullReconcile * 1000,
+    logger,
+    onApplied: (direction, _keys, seconds) => metrics.propagation.observe({ direction }, seconds),
+    ...hookOptions(),
   });
-  engineRef = engine;
+  const running = engine;
   const server =
     listen === undefined
       ? undefined
@@ -88,18 +91,47 @@ export async function runSync(
           ready: async () => {
             const reasons: string[] = [];
             if (!(await middleware.ping(2_000))) reasons.push('etcd does not answer');
-            if (engine.lastFullReconcile === undefined) reasons.push('the first reconcile has not finished');
-            for (const b of engine.blocked)
+            if (running.lastFullReconcile === undefined) reasons.push('the first reconcile has not finished');
+            for (const b of running.blocked) {
               reasons.push(`mass deletion held back (${b.side}: ${b.deletions} of ${b.of} keys)`);
+            }
             if (!middleware.watchStats.connected) reasons.push('the etcd watch is not connected');
             return { ok: reasons.length === 0, reasons };
           },
         });
-  if (server) logger.info({ http: flags.http }, 'serving /healthz, /readyz and /metrics');
+  if (server) logger.info({ http: settings.http }, 'serving /healthz, /readyz and /metrics');
+
+  /** SIGHUP: middleware.conf and sync.conf again, same state. */
+  const reload = async () => {
+    try {
+      const next = await loadSyncSettings(confDir, run.flags);
+      if (next.prefix !== settings.prefix) logger.warn('a new prefix takes a restart; keeping the old one');
+      logger.level = next.logLevel;
+      hooks.stop();
+      hooks = new Hooks(next.hooks, logger);
+      const old = middleware;
+      middleware = newMiddleware();
+      await middleware.connect();
+      await running.reconfigure({
+        middleware,
+        policy: next.conflict,
+        allowMassDelete: next.allowMassDelete,
+        maxDeleteShare: next.maxDeleteShare,
+        fullReconcileMs: next.fullReconcile * 1000,
+        ...hookOptions(),
+      });
+      await old.close();
+      settings = next;
+      logger.info('reloaded middleware.conf and sync.conf');
+    } catch (error) {
+      logger.error({ err: error }, `reload failed, the old settings stay: ${(error as Error).message}`);
+    }
+  };
+
   try {
-    if (flags.dryRun || flags.once) {
-      const { plan } = await engine.once({ dryRun: flags.dryRun ?? false });
-      if (flags.dryRun) {
+    if (run.dryRun || run.once) {
+      const { plan } = await running.once({ dryRun: run.dryRun ?? false });
+      if (run.dryRun) {
         for (const w of plan.toEtcd) {
           io.stdout(
             `to etcd: ${w.value === undefined ? `delete ${w.key}` : `put ${w.key} = ${w.value}`} (${w.reason})`,
@@ -113,8 +145,8 @@ export async function runSync(
         for (const b of plan.blocked)
           io.stdout(`held back: ${b.deletions} of ${b.of} deletions from ${b.side}`);
       }
-      await engine.stop();
-      if (plan.blocked.length > 0 && !flags.dryRun) {
+      await running.stop();
+      if (plan.blocked.length > 0 && !run.dryRun) {
         io.stderr(
           'link-etcd: mass deletion held back: restore the files or run again with --allow-mass-delete',
         );
@@ -122,19 +154,38 @@ export async function runSync(
       }
       return 0;
     }
+    io.onReload?.(() => void reload());
     // etcd may be unreachable for a while: a stop request must not wait for it.
     const outcome = await Promise.race([
-      engine.start().then(() => 'started' as const),
+      running.start().then(() => 'started' as const),
       io.stopped.then(() => 'stopped' as const),
     ]);
-    if (outcome === 'started') {
-      logger.info({ confDir, prefix: flags.prefix }, 'in sync; following both sides');
-      await io.stopped;
+    if (outcome === 'stopped') {
+      await running.stop();
+      return 0;
     }
-    logger.info('stopping: finishing writes in flight');
-    await engine.stop();
-    return 0;
+    logger.info({ confDir, prefix: settings.prefix }, 'in sync; following both sides');
+    if (settings.exec === undefined) {
+      await io.stopped;
+      logger.info('stopping: finishing writes in flight');
+      await running.stop();
+      return 0;
+    }
+    child = startChild(settings.exec, settings.reloadSignal, logger);
+    const live = child;
+    const first = await Promise.race([
+      live.exited.then((code) => ({ code })),
+      io.stopped.then(() => undefined),
+    ]);
+    if (first === undefined) {
+      live.stop('SIGTERM');
+      await live.exited;
+    }
+    await running.stop();
+    return first?.code ?? (await live.exited);
   } finally {
+    childReload.cancel();
+    hooks.stop();
     server?.close();
     await middleware.close();
     await local?.stop();

@@ -14,6 +14,8 @@ export interface AtomicWriteOptions {
    * the sync daemon).
    */
   readonly known?: boolean;
+  /** Runs on the staged temp file before it replaces the old one; a rejection leaves the old file in place. */
+  readonly check?: (staged: string) => Promise<void>;
 }
 
 async function fsyncDir(dir: string): Promise<void> {
@@ -64,6 +66,7 @@ export async function writeFileAtomic(
     } finally {
       await handle.close();
     }
+    if (options.check) await options.check(temp);
     await rename(temp, file);
   } catch (error) {
     await unlink(temp).catch(() => undefined);

@@ -54,9 +54,27 @@ export interface SyncOptions {
   /** Full reconcile period. Default 5 minutes. */
   readonly fullReconcileMs?: number;
   readonly logger: Logger;
+  /** Checks a staged file before it replaces `confPath` (a check_cmd hook); rejecting keeps the old file. */
+  readonly checkFile?: (confPath: string, staged: string) => Promise<void>;
+  /** Called after files were written from etcd (reload hooks, exec mode). */
+  readonly onFilesWritten?: (confPaths: readonly string[]) => void;
   /** Called when changes land: the direction, keys written, seconds since the change was first seen. */
   readonly onApplied?: (direction: 'to_etcd' | 'to_file', keys: number, seconds: number) => void;
 }
+
+/** What SIGHUP may change in a running engine. */
+export type SyncReconfiguration = Partial<
+  Pick<
+    SyncOptions,
+    | 'middleware'
+    | 'policy'
+    | 'allowMassDelete'
+    | 'maxDeleteShare'
+    | 'fullReconcileMs'
+    | 'checkFile'
+    | 'onFilesWritten'
+  >
+>;
 
 export interface SyncCounters {
   toEtcd: number;
@@ -94,7 +112,7 @@ export class SyncEngine {
   private readonly confDir: string;
   private readonly layout: Layout;
   private readonly logger: Logger;
-  private readonly policy: ConflictPolicy;
+  private policy: ConflictPolicy;
   private readonly quietMs: number;
   private base = new Map<string, BaseEntry>();
   private readonly baseIndex = new KeyIndex();
@@ -124,7 +142,6 @@ export class SyncEngine {
   private saveTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
-  private etcdReady: Promise<void> | undefined;
   private baseDirty = false;
   blocked: readonly Blocked[] = [];
   ready = false;
@@ -138,7 +155,7 @@ export class SyncEngine {
     retries: 0,
   };
 
-  constructor(private readonly options: SyncOptions) {
+  constructor(private options: SyncOptions) {
     this.confDir = options.confDir;
     this.layout = layout(options.prefix ?? '/');
     this.logger = options.logger;
@@ -202,7 +219,13 @@ export class SyncEngine {
       const file = this.fileOfKey(key);
       if (file !== undefined) this.baseIndex.add(file, key);
     }
-    this.etcdReady = new Promise<void>((resolve, reject) => {
+    await this.followEtcd();
+  }
+
+  /** Subscribes to etcd and resolves once its state is read: an unreachable etcd must never look empty. */
+  private followEtcd(): Promise<void> {
+    this.watchSub?.unsubscribe();
+    return new Promise<void>((resolve, reject) => {
       this.watchSub = this.options.middleware.batches(this.layout.prefix).subscribe({
         next: (batch) => {
           this.onBatch(batch);
@@ -214,8 +237,30 @@ export class SyncEngine {
         },
       });
     });
-    // Never plan against an etcd we have not read: an unreachable etcd must not look empty.
-    await this.etcdReady;
+  }
+
+  /**
+   * New settings without dropping state (SIGHUP): the base, the file
+   * snapshots and the guard stay; a new middleware is followed from a fresh
+   * read of etcd, then everything is reconciled once.
+   */
+  async reconfigure(patch: SyncReconfiguration): Promise<void> {
+    const swap = patch.middleware !== undefined && patch.middleware !== this.options.middleware;
+    this.options = { ...this.options, ...patch };
+    this.policy = this.options.policy ?? 'etcd-wins';
+    if (patch.fullReconcileMs !== undefined) {
+      clearInterval(this.fullTimer);
+      this.fullTimer = setInterval(
+        () => void this.reconcileAll().catch((e) => this.fail('full reconcile', e)),
+        patch.fullReconcileMs,
+      );
+      this.fullTimer.unref();
+    }
+    if (swap) {
+      this.etcdIndex.clear();
+      await this.followEtcd();
+    }
+    await this.reconcileAll();
   }
 
   private fileOfKey(key: string): string | undefined {
@@ -630,24 +675,38 @@ export class SyncEngine {
       gate.run(() => this.applyFile(file, fileWrites)),
     );
     const results = await Promise.allSettled(jobs);
+    const written = results.flatMap((r) =>
+      r.status === 'fulfilled' && r.value !== undefined ? [r.value] : [],
+    );
+    if (written.length > 0) this.options.onFilesWritten?.(written);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
   }
 
-  private async applyFile(file: string, fileWrites: readonly FileWrite[]): Promise<void> {
+  /** Writes one file; resolves with its conf path when it changed on disk. */
+  private async applyFile(file: string, fileWrites: readonly FileWrite[]): Promise<string | undefined> {
     let written: { text: string; signature: string | undefined };
     try {
-      written = await writeConfFile(this.confDir, this.layout, file, fileWrites, this.files.get(file));
+      const check = this.options.checkFile;
+      written = await writeConfFile(
+        this.confDir,
+        this.layout,
+        file,
+        fileWrites,
+        this.files.get(file),
+        check === undefined ? undefined : (staged) => check(file, staged),
+      );
     } catch (error) {
       if (error instanceof StaleFileError) {
         this.dirty.add(file);
         this.mustPlan.add(file);
         this.kick(this.quietMs);
-        return;
+        return undefined;
       }
       if (error instanceof LinkEtcdError) {
+        // Tried again on the file's next change: the base still says the file is behind.
         this.logger.error({ file }, `${error.message}: not written`);
-        return;
+        return undefined;
       }
       throw error;
     }
@@ -682,6 +741,7 @@ export class SyncEngine {
         written.signature,
       ),
     );
+    return written.signature === undefined ? undefined : file;
   }
 
   private async recordConflicts(

@@ -172,6 +172,7 @@ export async function writeConfFile(
   confPath: string,
   writes: ReadonlyArray<{ readonly key: string; readonly value: string | undefined }>,
   basedOn: FileSnapshot | undefined,
+  check?: (staged: string) => Promise<void>,
 ): Promise<{ text: string; signature: FileSignature | undefined }> {
   const file = join(confDir, confPath);
   const info = await checkWritable(confDir, file);
@@ -200,6 +201,7 @@ export async function writeConfFile(
   const signature = await writeFileAtomic(file, text, {
     ...(mode === undefined ? {} : { mode }),
     known: true,
+    ...(check === undefined ? {} : { check }),
   });
   return { text, signature };
 }

@@ -1,0 +1,195 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SettingsError } from '../errors.js';
+import { parseIni } from '../ini/parse.js';
+import { CONFLICT_POLICIES, type ConflictPolicy } from '../sync/plan.js';
+
+/** A confd/consul-template style hook, from a `[HOOK name]` section of sync.conf. */
+export interface HookSpec {
+  readonly name: string;
+  /** Conf paths it watches, a glob relative to the conf dir (`nginx/*.conf`, `**\/*.conf`). */
+  readonly glob: string;
+  /** Run on the staged new file (`{file}`, `{path}`) before it replaces the old one; non-zero refuses the change. */
+  readonly checkCmd: string | undefined;
+  /** Run after changes land, once per burst. */
+  readonly reloadCmd: string | undefined;
+  /** Quiet time after the last change before reload_cmd runs (seconds). */
+  readonly waitMin: number;
+  /** reload_cmd runs at the latest this long after the first change of a burst (seconds). */
+  readonly waitMax: number;
+  /** Seconds a command may run before it is killed and counted as failed. */
+  readonly timeout: number;
+}
+
+export interface SyncSettings {
+  readonly prefix: string;
+  readonly conflict: ConflictPolicy;
+  readonly stateDir: string | undefined;
+  readonly allowMassDelete: boolean;
+  readonly fullReconcile: number;
+  readonly maxDeleteShare: number;
+  readonly logLevel: string;
+  readonly logFormat: 'json' | 'pretty' | undefined;
+  readonly http: string | undefined;
+  readonly localEtcd: boolean;
+  readonly exec: string | undefined;
+  readonly reloadSignal: NodeJS.Signals;
+  readonly hooks: readonly HookSpec[];
+}
+
+/** Every setting, by its sync.conf name; the flag is `--name-with-dashes`, the variable `LINK_ETCD_NAME`. */
+export const SYNC_KEYS = [
+  'prefix',
+  'conflict',
+  'state_dir',
+  'allow_mass_delete',
+  'full_reconcile',
+  'max_delete_share',
+  'log_level',
+  'log_format',
+  'http',
+  'local_etcd',
+  'exec',
+  'reload_signal',
+] as const;
+export type SyncKey = (typeof SYNC_KEYS)[number];
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+type Raw = { value: string | boolean; source: string };
+
+const bool = (key: string, raw: Raw): boolean => {
+  if (typeof raw.value === 'boolean') return raw.value;
+  const word = raw.value.trim().toLowerCase();
+  if (['true', 'yes', 'on', '1'].includes(word)) return true;
+  if (['false', 'no', 'off', '0'].includes(word)) return false;
+  throw new SettingsError(key, `Expected \`${key}\` to be a boolean, got \`${raw.value}\``, raw.source);
+};
+
+const positive = (key: string, raw: Raw, max = Number.POSITIVE_INFINITY): number => {
+  const n = Number(String(raw.value).trim());
+  if (String(raw.value).trim() === '' || !Number.isFinite(n) || n <= 0 || n > max) {
+    throw new SettingsError(
+      key,
+      `Expected \`${key}\` to be a number above 0${max < Number.POSITIVE_INFINITY ? ` and at most ${max}` : ''}, got \`${raw.value}\``,
+      raw.source,
+    );
+  }
+  return n;
+};
+
+const oneOf = <T extends string>(key: string, raw: Raw, choices: readonly T[]): T => {
+  const text = String(raw.value).trim();
+  if (!(choices as readonly string[]).includes(text)) {
+    throw new SettingsError(
+      key,
+      `Expected \`${key}\` to be one of ${choices.join(', ')}, got \`${text}\``,
+      raw.source,
+    );
+  }
+  return text as T;
+};
+
+function hooksOf(sections: ReadonlyMap<string, ReadonlyMap<string, string>>, source: string): HookSpec[] {
+  const hooks: HookSpec[] = [];
+  for (const [section, entries] of sections) {
+    const m = /^HOOK\s+(\S+)$/.exec(section);
+    if (!m) continue;
+    const name = m[1] as string;
+    const get = (k: string) => entries.get(k);
+    const num = (k: string, fallback: number) => {
+      const v = get(k);
+      return v === undefined ? fallback : positive(`[${section}] ${k}`, { value: v, source });
+    };
+    const glob = get('glob');
+    if (glob === undefined || glob === '') {
+      throw new SettingsError(
+        `[${section}] glob`,
+        `Hook \`${name}\` needs a \`glob\` of the conf paths it watches`,
+        source,
+      );
+    }
+    const checkCmd = get('check_cmd');
+    const reloadCmd = get('reload_cmd');
+    if (checkCmd === undefined && reloadCmd === undefined) {
+      throw new SettingsError(
+        `[${section}]`,
+        `Hook \`${name}\` needs a \`check_cmd\`, a \`reload_cmd\` or both`,
+        source,
+      );
+    }
+    const waitMin = num('wait_min', 0.5);
+    const waitMax = num('wait_max', Math.max(5, waitMin));
+    if (waitMax < waitMin) {
+      throw new SettingsError(
+        `[${section}] wait_max`,
+        `Hook \`${name}\`: wait_max (${waitMax}) is below wait_min (${waitMin})`,
+        source,
+      );
+    }
+    hooks.push({ name, glob, checkCmd, reloadCmd, waitMin, waitMax, timeout: num('timeout', 30) });
+  }
+  return hooks;
+}
+
+/**
+ * The daemon's settings from, by precedence: flags, then `LINK_ETCD_*`
+ * environment variables, then `$B3J0F_CONF_DIR/link/etcd/sync.conf`
+ * (`[SYNC]`, and `[HOOK name]` sections), then defaults. Pure but for
+ * reading sync.conf, so SIGHUP can call it again.
+ */
+export async function loadSyncSettings(
+  confDir: string,
+  flags: Partial<Record<SyncKey, string | boolean>>,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<SyncSettings> {
+  const file = join(confDir, 'link', 'etcd', 'sync.conf');
+  let sections: ReadonlyMap<string, ReadonlyMap<string, string>> = new Map();
+  try {
+    sections = parseIni(await readFile(file, 'utf8'), file).sections;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  const fromFile = sections.get('SYNC') ?? new Map<string, string>();
+  const pick = (key: SyncKey): Raw | undefined => {
+    const flag = flags[key];
+    if (flag !== undefined) return { value: flag, source: `--${key.replace(/_/g, '-')}` };
+    const name = `LINK_ETCD_${key.toUpperCase()}`;
+    const fromEnv = env[name];
+    if (fromEnv !== undefined && fromEnv !== '') return { value: fromEnv, source: `$${name}` };
+    const v = fromFile.get(key);
+    return v === undefined ? undefined : { value: v, source: file };
+  };
+  const text = (key: SyncKey): string | undefined => {
+    const raw = pick(key);
+    return raw === undefined ? undefined : String(raw.value);
+  };
+  const raw = (key: SyncKey) => pick(key);
+  const r = {
+    conflict: raw('conflict'),
+    allow: raw('allow_mass_delete'),
+    full: raw('full_reconcile'),
+    share: raw('max_delete_share'),
+    level: raw('log_level'),
+    format: raw('log_format'),
+    local: raw('local_etcd'),
+    signal: raw('reload_signal'),
+  };
+  return {
+    prefix: text('prefix') ?? '/',
+    conflict: r.conflict ? oneOf('conflict', r.conflict, CONFLICT_POLICIES) : 'etcd-wins',
+    stateDir: text('state_dir'),
+    allowMassDelete: r.allow ? bool('allow_mass_delete', r.allow) : false,
+    fullReconcile: r.full ? positive('full_reconcile', r.full) : 300,
+    maxDeleteShare: r.share ? positive('max_delete_share', r.share, 1) : 0.5,
+    logLevel: r.level ? oneOf('log_level', r.level, LOG_LEVELS) : 'info',
+    logFormat: r.format ? oneOf('log_format', r.format, ['json', 'pretty'] as const) : undefined,
+    http: text('http'),
+    localEtcd: r.local ? bool('local_etcd', r.local) : false,
+    exec: text('exec'),
+    reloadSignal: r.signal ? (oneOf('reload_signal', r.signal, SIGNALS) as NodeJS.Signals) : 'SIGHUP',
+    hooks: hooksOf(sections, file),
+  };
+}
+
+const SIGNALS = ['SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGWINCH'] as const;
