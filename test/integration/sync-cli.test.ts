@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -209,5 +209,78 @@ describe('link-etcd sync as a process', () => {
     p.child.kill('SIGTERM');
     expect(await p.exited).toBe(0);
     await expect(fetch(`${url}/health`)).rejects.toThrow();
+  });
+
+  it('runs check_cmd on the staged file (a refusal keeps the old file) and a debounced reload_cmd', async () => {
+    const d = await dirs();
+    const reloads = join(d.stateDir, 'reloads.log');
+    await mkdir(join(d.confDir, 'link', 'etcd'), { recursive: true });
+    await writeFile(
+      join(d.confDir, 'link', 'etcd', 'sync.conf'),
+      `[HOOK app]\nglob = app.conf\ncheck_cmd = ! grep -q 'k = bad' {file}\nreload_cmd = echo reloaded >> ${reloads}\nwait_min = 0.3\nwait_max = 2\n`,
+    );
+    await writeFile(join(d.confDir, 'app.conf'), '[S]\nk = 1\n');
+    const p = daemon(syncArgs(d));
+    await waitFor(() => p.lines.some((l) => l.msg === 'in sync; following both sides'));
+
+    await etcd.etcdctl('put', `${d.prefix}app.conf/S/k`, 'bad');
+    await waitFor(() => p.lines.some((l) => String(l.msg).includes('check_cmd refused the new app.conf')));
+    expect(await readFile(join(d.confDir, 'app.conf'), 'utf8')).toBe('[S]\nk = 1\n');
+
+    // A burst of three accepted changes: one reload.
+    for (const v of ['2', '3', '4']) await etcd.etcdctl('put', `${d.prefix}app.conf/S/k`, v);
+    await waitFor(async () => (await readFile(join(d.confDir, 'app.conf'), 'utf8')) === '[S]\nk = 4\n');
+    await waitFor(async () => (await readFile(reloads, 'utf8').catch(() => '')) === 'reloaded\n');
+    await etcd.etcdctl('put', `${d.prefix}app.conf/S/k`, '5');
+    await waitFor(async () => (await readFile(reloads, 'utf8')) === 'reloaded\nreloaded\n');
+    p.child.kill('SIGTERM');
+    expect(await p.exited).toBe(0);
+  });
+
+  it('--exec starts the app after the first sync, signals it on changes, and exits with its status', async () => {
+    const d = await dirs();
+    const app = join(d.stateDir, 'app.mjs');
+    const seen = join(d.stateDir, 'seen.log');
+    await writeFile(
+      app,
+      `import { appendFileSync, readFileSync } from 'node:fs';
+const read = () => readFileSync(${JSON.stringify(join(d.confDir, 'app.conf'))}, 'utf8').trim().split('\\n').pop();
+appendFileSync(${JSON.stringify(seen)}, 'start ' + read() + '\\n');
+process.on('SIGHUP', () => appendFileSync(${JSON.stringify(seen)}, 'hup ' + read() + '\\n'));
+process.on('SIGTERM', () => process.exit(3));
+setInterval(() => {}, 1000);
+`,
+    );
+    await etcd.etcdctl('put', `${d.prefix}app.conf/S/k`, 'from-etcd');
+    const p = daemon(syncArgs(d, `--exec=${process.execPath} ${app}`));
+    await waitFor(async () => (await readFile(seen, 'utf8').catch(() => '')) === 'start k = from-etcd\n');
+    await etcd.etcdctl('put', `${d.prefix}app.conf/S/k`, 'changed');
+    await waitFor(async () => (await readFile(seen, 'utf8')).endsWith('hup k = changed\n'), {
+      timeout: 15_000,
+    });
+    p.child.kill('SIGTERM');
+    // The app exits 3 on SIGTERM: the daemon forwards the signal and exits with the app's status.
+    expect(await p.exited).toBe(3);
+  });
+
+  it('re-reads sync.conf on SIGHUP without dropping its state', async () => {
+    const d = await dirs();
+    const reloads = join(d.stateDir, 'reloads.log');
+    await writeFile(join(d.confDir, 'app.conf'), '[S]\nk = 1\n');
+    const p = daemon(syncArgs(d));
+    await waitFor(() => p.lines.some((l) => l.msg === 'in sync; following both sides'));
+    await mkdir(join(d.confDir, 'link', 'etcd'), { recursive: true });
+    await writeFile(
+      join(d.confDir, 'link', 'etcd', 'sync.conf'),
+      `[HOOK app]\nglob = *.conf\nreload_cmd = echo reloaded >> ${reloads}\nwait_min = 0.1\n`,
+    );
+    p.child.kill('SIGHUP');
+    await waitFor(() => p.lines.some((l) => l.msg === 'reloaded middleware.conf and sync.conf'));
+    await etcd.etcdctl('put', `${d.prefix}app.conf/S/k`, '2');
+    await waitFor(async () => (await readFile(reloads, 'utf8').catch(() => '')) === 'reloaded\n');
+    // Same base: nothing was pushed again at reload.
+    expect(p.lines.filter((l) => l.msg === 'written to etcd')).toHaveLength(1);
+    p.child.kill('SIGTERM');
+    expect(await p.exited).toBe(0);
   });
 });

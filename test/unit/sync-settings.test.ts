@@ -1,0 +1,99 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { Debouncer } from '../../src/cli/hooks.js';
+import { loadSyncSettings } from '../../src/cli/sync-settings.js';
+import { SettingsError } from '../../src/errors.js';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'link-etcd-sync-settings-'));
+  await mkdir(join(dir, 'link', 'etcd'), { recursive: true });
+});
+afterEach(() => rm(dir, { recursive: true, force: true }));
+
+const conf = (text: string) => writeFile(join(dir, 'link', 'etcd', 'sync.conf'), text);
+
+describe('daemon settings', () => {
+  it('has defaults without sync.conf', async () => {
+    expect(await loadSyncSettings(dir, {}, {})).toMatchObject({
+      prefix: '/',
+      conflict: 'etcd-wins',
+      allowMassDelete: false,
+      fullReconcile: 300,
+      maxDeleteShare: 0.5,
+      logLevel: 'info',
+      reloadSignal: 'SIGHUP',
+      hooks: [],
+    });
+  });
+
+  it('layers flags over LINK_ETCD_* over sync.conf', async () => {
+    await conf('[SYNC]\nprefix = /file\nconflict = file-wins\nfull_reconcile = 60\nlog_level = debug\n');
+    const env = { LINK_ETCD_CONFLICT: 'newest', LINK_ETCD_PREFIX: '/env' };
+    expect(await loadSyncSettings(dir, { prefix: '/flag' }, env)).toMatchObject({
+      prefix: '/flag',
+      conflict: 'newest',
+      fullReconcile: 60,
+      logLevel: 'debug',
+    });
+  });
+
+  it('names the source of a wrong value', async () => {
+    await conf('[SYNC]\nconflict = coin-flip\n');
+    const error = await loadSyncSettings(dir, {}, {}).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SettingsError);
+    expect((error as Error).message).toMatch(
+      /`conflict`.*one of etcd-wins, file-wins, newest, got `coin-flip`.*sync\.conf/,
+    );
+    await conf('[SYNC]\n');
+    await expect(loadSyncSettings(dir, {}, { LINK_ETCD_FULL_RECONCILE: '-3' })).rejects.toThrow(
+      /`full_reconcile`.*got `-3` in \$LINK_ETCD_FULL_RECONCILE/,
+    );
+  });
+
+  it('reads [HOOK name] sections', async () => {
+    await conf(
+      '[SYNC]\n\n[HOOK nginx]\nglob = nginx/*.conf\ncheck_cmd = nginx -t -c {file}\nreload_cmd = nginx -s reload\nwait_min = 0.2\nwait_max = 2\n',
+    );
+    expect((await loadSyncSettings(dir, {}, {})).hooks).toEqual([
+      {
+        name: 'nginx',
+        glob: 'nginx/*.conf',
+        checkCmd: 'nginx -t -c {file}',
+        reloadCmd: 'nginx -s reload',
+        waitMin: 0.2,
+        waitMax: 2,
+        timeout: 30,
+      },
+    ]);
+    await conf('[HOOK bad]\ncheck_cmd = true\n');
+    await expect(loadSyncSettings(dir, {}, {})).rejects.toThrow(/needs a `glob`/);
+  });
+});
+
+describe('Debouncer (consul-template wait min/max)', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('fires once, min after the last poke, but no later than max after the first', () => {
+    vi.useFakeTimers();
+    let fired = 0;
+    const d = new Debouncer(100, 250, () => fired++);
+    d.poke();
+    vi.advanceTimersByTime(80);
+    d.poke();
+    vi.advanceTimersByTime(99);
+    expect(fired).toBe(0);
+    vi.advanceTimersByTime(1);
+    expect(fired).toBe(1);
+    // A steady stream of pokes still fires at max.
+    for (let t = 0; t < 260; t += 50) {
+      d.poke();
+      vi.advanceTimersByTime(50);
+    }
+    expect(fired).toBe(2);
+  });
+});
