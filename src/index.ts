@@ -46,3 +46,11 @@ export {
 } from './middleware/settings.js';
 export type { Tree, TreeInput } from './middleware/tree.js';
 export type { EtcdChange, StateEntry, WatchBatch, WatchOptions } from './middleware/watch.js';
+export {
+  type PassResult,
+  type SyncCounters,
+  SyncEngine,
+  type SyncOptions,
+  type SyncReconfiguration,
+} from './sync/engine.js';
+export type { Blocked, Conflict, ConflictPolicy } from './sync/plan.js';

@@ -4,7 +4,7 @@ import { type FSWatcher, watch as watchFiles } from 'chokidar';
 import type { Subscription } from 'rxjs';
 import { LinkEtcdError } from '../errors.js';
 import { type Layout, layout, mirroredRefusal, parseKey } from '../layout/mapping.js';
-import type { Logger } from '../log.js';
+import { defaultLogger, type Logger } from '../log.js';
 import { Gate } from '../middleware/gate.js';
 import type { EtcdMiddleware } from '../middleware/middleware.js';
 import type { WatchBatch } from '../middleware/watch.js';
@@ -53,7 +53,8 @@ export interface SyncOptions {
   readonly quietMs?: number;
   /** Full reconcile period. Default 5 minutes. */
   readonly fullReconcileMs?: number;
-  readonly logger: Logger;
+  /** Default: JSON lines on stderr at LINK_ETCD_LOG_LEVEL (default warn). */
+  readonly logger?: Logger;
   /** Checks a staged file before it replaces `confPath` (a check_cmd hook); rejecting keeps the old file. */
   readonly checkFile?: (confPath: string, staged: string) => Promise<void>;
   /** Called after files were written from etcd (reload hooks, exec mode). */
@@ -158,7 +159,7 @@ export class SyncEngine {
   constructor(private options: SyncOptions) {
     this.confDir = options.confDir;
     this.layout = layout(options.prefix ?? '/');
-    this.logger = options.logger;
+    this.logger = options.logger ?? defaultLogger();
     this.policy = options.policy ?? 'etcd-wins';
     this.quietMs = options.quietMs ?? 10;
   }
