@@ -1,6 +1,6 @@
 # link-etcd sync as a container (sidecar, compose): docs/OPERATIONS.md.
 #   docker build -t link-etcd:0.1.0 .
-#   docker run -v "$PWD/conf:/conf" -v link-etcd-state:/state link-etcd:0.1.0 \
+#   docker run -v link-etcd-conf:/conf -v link-etcd-state:/state link-etcd:0.1.0 \
 #     --endpoints http://etcd:2379 sync --http 0.0.0.0:9477 --state-dir /state
 # Node 22 (LTS) runs the package, which needs Node >= 20.19.
 ARG NODE_IMAGE=node:22-bookworm-slim

@@ -51,6 +51,29 @@ export async function startDaemon(args: {
 }
 
 /**
+ * Sends `samples` updates at a steady rate and returns when each was meant
+ * to go: latency is timed from there, so a slow update that delays the next
+ * ones shows in their figures too, as users would see it.
+ */
+async function paced(samples: number, intervalMs: number, send: (i: number) => unknown): Promise<number[]> {
+  const start = now() + 50;
+  const intended: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    intended.push(start + i * intervalMs);
+    const wait = (intended[i] as number) - now();
+    if (wait > 0) await sleep(wait);
+    await send(i);
+  }
+  return intended;
+}
+
+/** Waits (5 s at most) for the last updates to arrive. */
+async function settle(done: () => boolean): Promise<void> {
+  const deadline = now() + 5000;
+  while (!done() && now() < deadline) await sleep(20);
+}
+
+/**
  * etcd -> file: a put every `intervalMs`, timed from its intended send time
  * (so a slow update delays the next ones' figures too, as users would see)
  * until the file shows the value.
@@ -77,16 +100,10 @@ export async function etcdToFile(
   });
   await client.put(`${prefix}e2f.conf/S/k`).value('-1');
   await sleep(200);
-  const start = now() + 50;
-  const intended: number[] = [];
-  for (let i = 0; i < samples; i++) {
-    intended.push(start + i * intervalMs);
-    const wait = (intended[i] as number) - now();
-    if (wait > 0) await sleep(wait);
+  const intended = await paced(samples, intervalMs, (i) => {
     void client.put(`${prefix}e2f.conf/S/k`).value(String(i)).exec();
-  }
-  const deadline = now() + 5000;
-  while (seen.size < samples && now() < deadline) await sleep(20);
+  });
+  await settle(() => seen.size >= samples);
   watcher.close();
   client.close();
   // A value overwritten before the daemon wrote it never shows: it is not counted as a sample.
@@ -111,16 +128,8 @@ export async function fileToEtcd(
     if (!seen.has(i)) seen.set(i, now());
   });
   await sleep(500);
-  const start = now() + 50;
-  const intended: number[] = [];
-  for (let i = 0; i < samples; i++) {
-    intended.push(start + i * intervalMs);
-    const wait = (intended[i] as number) - now();
-    if (wait > 0) await sleep(wait);
-    await writeFile(file, `[S]\nk = ${i}\n`);
-  }
-  const deadline = now() + 5000;
-  while (seen.size < samples + 1 && now() < deadline) await sleep(20);
+  const intended = await paced(samples, intervalMs, (i) => writeFile(file, `[S]\nk = ${i}\n`));
+  await settle(() => seen.size >= samples + 1);
   await watcher.cancel();
   client.close();
   return summarize([...seen].filter(([i]) => i >= 0).map(([i, t]) => t - (intended[i] as number)));

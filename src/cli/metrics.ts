@@ -20,16 +20,20 @@ export function createMetrics(
 ): SyncMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: PREFIX });
-  const counted = (name: keyof SyncCounters) => engine()?.counters[name] ?? 0;
   const last = new Map<string, number>();
-  /** A Prometheus counter that follows one of the engine's own counters. */
-  const follow = (metric: Counter<string>, key: keyof SyncCounters, labels: Record<string, string> = {}) => {
-    const id = `${key}${JSON.stringify(labels)}`;
-    const now = counted(key);
+  /** A Prometheus counter that follows a counter kept elsewhere (the engine's, the watch's). */
+  const followValue = (
+    metric: Counter<string>,
+    id: string,
+    now: number,
+    labels: Record<string, string> = {},
+  ) => {
     const delta = now - (last.get(id) ?? 0);
     if (delta > 0) metric.inc(labels, delta);
     last.set(id, now);
   };
+  const follow = (metric: Counter<string>, key: keyof SyncCounters, labels: Record<string, string> = {}) =>
+    followValue(metric, `${key}${JSON.stringify(labels)}`, engine()?.counters[key] ?? 0, labels);
 
   new Counter({
     name: `${PREFIX}changes_applied_total`,
@@ -70,10 +74,7 @@ export function createMetrics(
     help: 'etcd watch streams re-established after a failure',
     registers: [registry],
     collect() {
-      const now = middleware().watchStats.reconnects;
-      const delta = now - (last.get('reconnects') ?? 0);
-      if (delta > 0) this.inc(delta);
-      last.set('reconnects', now);
+      followValue(this, 'reconnects', middleware().watchStats.reconnects);
     },
   });
   new Counter({
@@ -81,10 +82,7 @@ export function createMetrics(
     help: 'Re-reads of the prefix after etcd compacted the revision the watch needed',
     registers: [registry],
     collect() {
-      const now = middleware().watchStats.resyncs;
-      const delta = now - (last.get('resyncs') ?? 0);
-      if (delta > 0) this.inc(delta);
-      last.set('resyncs', now);
+      followValue(this, 'resyncs', middleware().watchStats.resyncs);
     },
   });
   new Gauge({

@@ -649,19 +649,7 @@ export class SyncEngine {
             file,
           );
         }
-        this.logger.info(
-          {
-            file,
-            revision,
-            keys: chunk.length,
-            changes: chunk
-              .slice(0, LOGGED_KEYS)
-              .map((w) => [w.value === undefined ? 'delete' : 'put', w.key, w.reason]),
-          },
-          'written to etcd',
-        );
-        this.counters.toEtcd += chunk.length;
-        this.observe('to_etcd', file, chunk.length);
+        this.landed('to_etcd', file, chunk, { revision });
       }
     }
   }
@@ -718,18 +706,7 @@ export class SyncEngine {
         file,
       );
     }
-    this.logger.info(
-      {
-        file,
-        keys: fileWrites.length,
-        changes: fileWrites
-          .slice(0, LOGGED_KEYS)
-          .map((w) => [w.value === undefined ? 'delete' : 'put', w.key, w.reason]),
-      },
-      'written to the file',
-    );
-    this.counters.toFile += fileWrites.length;
-    this.observe('to_file', file, fileWrites.length);
+    this.landed('to_file', file, fileWrites);
     // Our write will come back as a file event; the snapshot must already know it, or it would look like an edit.
     this.files.set(
       file,
@@ -775,10 +752,25 @@ export class SyncEngine {
     }
   }
 
-  private observe(direction: 'to_etcd' | 'to_file', file: string, keys: number): void {
+  /** Writes that landed: one log line per file and transaction, the counters, the propagation clock. */
+  private landed(
+    direction: 'to_etcd' | 'to_file',
+    file: string,
+    writes: ReadonlyArray<{ key: string; value: string | undefined; reason: string }>,
+    extra: Record<string, unknown> = {},
+  ): void {
+    const changes = writes
+      .slice(0, LOGGED_KEYS)
+      .map((w) => [w.value === undefined ? 'delete' : 'put', w.key, w.reason]);
+    this.logger.info(
+      { file, ...extra, keys: writes.length, changes },
+      direction === 'to_etcd' ? 'written to etcd' : 'written to the file',
+    );
+    if (direction === 'to_etcd') this.counters.toEtcd += writes.length;
+    else this.counters.toFile += writes.length;
     const since = this.dirtySince.get(file);
     this.dirtySince.delete(file);
-    if (since !== undefined) this.options.onApplied?.(direction, keys, (Date.now() - since) / 1000);
+    if (since !== undefined) this.options.onApplied?.(direction, writes.length, (Date.now() - since) / 1000);
   }
 
   private scheduleSave(): void {
