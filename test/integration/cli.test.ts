@@ -67,6 +67,13 @@ describe('link-etcd CLI (spawned, real etcd)', () => {
     const help = await cli('--help');
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/watch/);
+    for (const command of ['get', 'set', 'del', 'watch', 'doctor', 'sync']) {
+      const sub = await cli(command, '--help');
+      expect(sub.code).toBe(0);
+      expect(sub.stdout).toContain(`Usage: link-etcd ${command}`);
+    }
+    const version = await cli('--version');
+    expect(version).toMatchObject({ code: 0, stdout: expect.stringMatching(/^\d+\.\d+\.\d+\n$/) });
   });
 
   it('watch prints one JSON object a line and exits 0 on SIGTERM', async () => {

@@ -283,4 +283,13 @@ setInterval(() => {}, 1000);
     p.child.kill('SIGTERM');
     expect(await p.exited).toBe(0);
   });
+
+  it('--log-format pretty prints readable lines, not JSON', async () => {
+    const d = await dirs();
+    await writeFile(join(d.confDir, 'app.conf'), '[S]\nk = 1\n');
+    const { stdout } = await run(process.execPath, syncArgs(d, '--once', '--log-format=pretty'));
+    const lines = stdout.split('\n').filter((l) => l !== '');
+    expect(lines.some((l) => /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: written to etcd/.test(l))).toBe(true);
+    expect(lines.every((l) => !l.startsWith('{'))).toBe(true);
+  });
 });

@@ -147,6 +147,22 @@ describe('link-etcd sync (real etcd, real files)', () => {
     expect((await etcdKeys(f.prefix)).some((k) => k.includes('conflict'))).toBe(false);
   });
 
+  it('keeps the losing value of a secret-looking key out of the log, but in the conflict record', async () => {
+    const f = await fixture();
+    const file = join(f.confDir, 'secret.conf');
+    await writeFile(file, '[DB]\napi_token = old\n');
+    await f.start();
+    await f.stop();
+    await writeFile(file, '[DB]\napi_token = file-secret-123\n');
+    await etcd.etcdctl('put', `${f.prefix}secret.conf/DB/api_token`, 'etcd-secret-456');
+    await f.start();
+    const conflict = f.lines.find((l) => String(l.msg).startsWith('conflict on'));
+    expect(conflict?.lostValue).toBe('***');
+    expect(JSON.stringify(f.lines)).not.toContain('file-secret-123');
+    const record = (await readdir(f.confDir)).find((n) => n.startsWith('secret.conf.conflict-')) as string;
+    expect(await readFile(join(f.confDir, record), 'utf8')).toContain('api_token = file-secret-123');
+  });
+
   it('lets the file win a conflict with --conflict file-wins', async () => {
     const f = await fixture();
     const file = join(f.confDir, 'fw.conf');
