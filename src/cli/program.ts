@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { LinkEtcdError } from '../errors.js';
 import { EtcdMiddleware, type MiddlewareOptions } from '../middleware/middleware.js';
@@ -22,7 +23,10 @@ interface GlobalFlags {
   confDir?: string;
 }
 
-const VERSION = '0.1.0';
+/** The package's own version: dist/cli/ sits two folders below package.json, in the repo and once installed. */
+const VERSION = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
 
 function middleware(flags: GlobalFlags): EtcdMiddleware {
   const options: MiddlewareOptions = {};
