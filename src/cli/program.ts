@@ -30,7 +30,9 @@ const VERSION = (
 
 function middleware(flags: GlobalFlags): EtcdMiddleware {
   const options: MiddlewareOptions = {};
-  if (flags.endpoints !== undefined) options.endpoints = flags.endpoints;
+  // The same precedence as sync: the flag, then LINK_ETCD_ENDPOINTS, then middleware.conf.
+  const endpoints = flags.endpoints ?? (process.env.LINK_ETCD_ENDPOINTS || undefined);
+  if (endpoints !== undefined) options.endpoints = endpoints;
   if (flags.confDir !== undefined) options.confDir = flags.confDir;
   return new EtcdMiddleware(options);
 }
