@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
@@ -78,6 +78,12 @@ export async function rss(
   const daemon = await startDaemon({ main, endpoint, confDir, stateDir, prefix: '/rss/' });
   const initialSyncMs = now() - start;
   await sleep(1000);
+  // A figure for a daemon that mirrored nothing would be worthless: check it did the work.
+  const written = (await readdir(confDir, { recursive: true })).filter((n) => n.endsWith('.conf')).length;
+  const sample = await readFile(join(confDir, 'd7', 'f997.conf'), 'utf8');
+  if (written !== 1000 || (sample.match(/^key\d+ = /gm) ?? []).length !== 100) {
+    throw new Error(`the daemon mirrored ${written} files, not 1000 (sample: ${sample.length} bytes)`);
+  }
   const status = await readFile(`/proc/${daemon.child.pid}/status`, 'utf8');
   const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? Number.NaN);
   await daemon.stop();

@@ -36,9 +36,16 @@ export function subtreeRanges(path: string, prefix: string): Array<{ key: Buffer
 export async function readRange(
   kv: KVClient,
   range: { key: Buffer; range_end?: Buffer },
-  options: { pageSize: number; revision?: number; keysOnly?: boolean },
+  options: {
+    pageSize: number;
+    revision?: number;
+    keysOnly?: boolean;
+    /** Takes each key as it arrives instead of collecting them (a watch seeding 100,000 keys keeps one copy, not two). */
+    each?: (kv: KeyValue) => void;
+  },
 ): Promise<{ revision: number; kvs: KeyValue[] }> {
   const kvs: KeyValue[] = [];
+  const take = options.each ?? ((item: KeyValue) => kvs.push(item));
   let cursor = range.key;
   let revision = options.revision;
   for (;;) {
@@ -51,7 +58,7 @@ export async function readRange(
     });
     revision ??= Number(res.header.revision);
     for (const item of res.kvs) {
-      kvs.push({
+      take({
         key: item.key.toString(),
         value: item.value.toString(),
         modRevision: Number(item.mod_revision),

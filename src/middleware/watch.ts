@@ -213,9 +213,9 @@ export function watchBatches(
           return;
         }
         const conn = await ctx.connection();
-        const snapshot = await readRange(conn.kv, range, { pageSize: await ctx.pageSize(), revision });
-        if (closed) return;
         if (mode === 'gap') {
+          const snapshot = await readRange(conn.kv, range, { pageSize: await ctx.pageSize(), revision });
+          if (closed) return;
           if (ctx.stats) ctx.stats.resyncs++;
           log.warn(
             { from: lastRevision + 1, to: snapshot.revision },
@@ -230,9 +230,14 @@ export function watchBatches(
           lastRevision = snapshot.revision;
           emit(changes);
         } else {
-          known = new Map(
-            snapshot.kvs.map((kv) => [kv.key, { value: kv.value, modRevision: kv.modRevision }]),
-          );
+          const seeded = new Map<string, StateEntry>();
+          const snapshot = await readRange(conn.kv, range, {
+            pageSize: await ctx.pageSize(),
+            revision,
+            each: (kv) => seeded.set(kv.key, { value: kv.value, modRevision: kv.modRevision }),
+          });
+          if (closed) return;
+          known = seeded;
           lastRevision = snapshot.revision;
           emit([], true);
         }
