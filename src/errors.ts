@@ -12,7 +12,8 @@ export type LinkEtcdErrorCode =
   | 'ETCD_REQUEST'
   | 'CLOSED'
   | 'BAD_VALUE'
-  | 'MISSING_PARAMETER';
+  | 'MISSING_PARAMETER'
+  | 'FILE_WRITE';
 
 export class LinkEtcdError extends Error {
   readonly code: LinkEtcdErrorCode;

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { constants } from 'node:os';
 import type { Logger } from '../log.js';
 
 export interface ExecChild {
@@ -10,12 +11,8 @@ export interface ExecChild {
   readonly exited: Promise<number>;
 }
 
-const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = {
-  SIGHUP: 1,
-  SIGINT: 2,
-  SIGKILL: 9,
-  SIGTERM: 15,
-};
+/** How long the app has to stop after SIGTERM/SIGINT before it is killed. */
+const STOP_GRACE_MS = 10_000;
 
 /**
  * consul-template's exec mode: the app runs as our child, started after the
@@ -32,7 +29,8 @@ export function startChild(command: string, reloadSignal: NodeJS.Signals, logger
       resolve(127);
     });
     child.on('exit', (code, signal) => {
-      const status = code ?? 128 + (signal ? (SIGNAL_NUMBERS[signal] ?? 1) : 1);
+      // As a shell reports it: 128 + the signal's number.
+      const status = code ?? 128 + (signal ? (constants.signals[signal] ?? 1) : 1);
       logger.info({ exec: command, code, signal }, 'the app exited');
       resolve(status);
     });
@@ -45,7 +43,12 @@ export function startChild(command: string, reloadSignal: NodeJS.Signals, logger
       }
     },
     stop: (signal) => {
-      if (child.exitCode === null) child.kill(signal);
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill(signal);
+      // An app that ignores the stop signal is killed after a grace period: the daemon must not hang.
+      setTimeout(() => {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      }, STOP_GRACE_MS).unref();
     },
     exited,
   };

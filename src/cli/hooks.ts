@@ -11,18 +11,26 @@ export class HookRefusedError extends LinkEtcdError {
   }
 }
 
-const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-
-/** Runs a shell command with `{file}` and `{path}` filled in (shell-quoted), within `timeout` seconds. */
+/**
+ * Runs a shell command within `timeout` seconds. `{file}` and `{path}` become
+ * `"$LINK_ETCD_FILE"` and `"$LINK_ETCD_PATH"`: the values travel in the
+ * environment, never in the command text, so a conf path made from an etcd
+ * key (`x$(rm -rf ~).conf`) cannot inject a command whatever quotes the
+ * command puts around its placeholders.
+ */
 export function runCommand(
   command: string,
   vars: { file?: string; path?: string },
   timeoutS: number,
 ): Promise<{ code: number | null; output: string }> {
-  const line = command.replace(/\{(file|path)\}/g, (_m, k: 'file' | 'path') => quote(vars[k] ?? ''));
+  const line = command.replace(/\{(file|path)\}/g, (_m, k: 'file' | 'path') =>
+    k === 'file' ? '"$LINK_ETCD_FILE"' : '"$LINK_ETCD_PATH"',
+  );
   return new Promise((resolve) => {
+    // Its own process group, so a timeout kills what the command started too, not only the shell.
     const child = spawn('/bin/sh', ['-c', line], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
       env: { ...process.env, LINK_ETCD_FILE: vars.file ?? '', LINK_ETCD_PATH: vars.path ?? '' },
     });
     let output = '';
@@ -33,7 +41,11 @@ export function runCommand(
     child.stderr.on('data', keep);
     const timer = setTimeout(() => {
       output += `\n(killed after ${timeoutS} s)`;
-      child.kill('SIGKILL');
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
     }, timeoutS * 1000);
     child.on('error', (error) => {
       clearTimeout(timer);
@@ -77,6 +89,13 @@ export class Debouncer {
   cancel(): void {
     clearTimeout(this.quiet);
     clearTimeout(this.cap);
+    this.quiet = undefined;
+    this.cap = undefined;
+  }
+
+  /** Whether a call is waiting to fire. */
+  get pending(): boolean {
+    return this.cap !== undefined;
   }
 }
 
@@ -129,7 +148,11 @@ export class Hooks {
     for (const m of this.matchers) if (m.reload && confPaths.some((p) => m.matches(p))) m.reload.poke();
   }
 
-  stop(): void {
-    for (const m of this.matchers) m.reload?.cancel();
+  /** Drops the reloads still waiting, or with `flush` runs them now (a SIGHUP must not swallow one). */
+  stop(options: { flush?: boolean } = {}): void {
+    for (const m of this.matchers) {
+      if (options.flush && m.reload?.pending) m.reload.flush();
+      else m.reload?.cancel();
+    }
   }
 }

@@ -64,6 +64,10 @@ export async function runSync(
     },
   });
 
+  let failFatal: (error: Error) => void = () => undefined;
+  const fatal = new Promise<Error>((resolve) => {
+    failFatal = resolve;
+  });
   let engine: SyncEngine | undefined;
   const metrics = createMetrics(
     () => engine,
@@ -80,6 +84,7 @@ export async function runSync(
     fullReconcileMs: settings.fullReconcile * 1000,
     logger,
     onApplied: (direction, _keys, seconds) => metrics.propagation.observe({ direction }, seconds),
+    onFatal: (error) => failFatal(error),
     ...hookOptions(),
   });
   const running = engine;
@@ -101,17 +106,27 @@ export async function runSync(
         });
   if (server) logger.info({ http: settings.http }, 'serving /healthz, /readyz and /metrics');
 
-  /** SIGHUP: middleware.conf and sync.conf again, same state. */
-  const reload = async () => {
+  /**
+   * SIGHUP: middleware.conf and sync.conf again, same state. The new
+   * settings are built aside and swapped in only once they work; reloads
+   * run one at a time.
+   */
+  let reloading: Promise<void> = Promise.resolve();
+  const reloadOnce = async () => {
+    let candidate: EtcdMiddleware | undefined;
     try {
       const next = await loadSyncSettings(confDir, run.flags);
       if (next.prefix !== settings.prefix) logger.warn('a new prefix takes a restart; keeping the old one');
-      logger.level = next.logLevel;
-      hooks.stop();
-      hooks = new Hooks(next.hooks, logger);
+      candidate = newMiddleware();
+      await candidate.connect();
+      const nextHooks = new Hooks(next.hooks, logger);
       const old = middleware;
-      middleware = newMiddleware();
-      await middleware.connect();
+      // Reloads already due for files written under the old hooks still run.
+      hooks.stop({ flush: true });
+      hooks = nextHooks;
+      middleware = candidate;
+      candidate = undefined;
+      logger.level = next.logLevel;
       await running.reconfigure({
         middleware,
         policy: next.conflict,
@@ -124,8 +139,13 @@ export async function runSync(
       settings = next;
       logger.info('reloaded middleware.conf and sync.conf');
     } catch (error) {
+      await candidate?.close();
       logger.error({ err: error }, `reload failed, the old settings stay: ${(error as Error).message}`);
     }
+  };
+  const reload = () => {
+    reloading = reloading.then(reloadOnce);
+    return reloading;
   };
 
   try {
@@ -165,10 +185,15 @@ export async function runSync(
       return 0;
     }
     logger.info({ confDir, prefix: settings.prefix }, 'in sync; following both sides');
+    const stopOrFail = Promise.race([io.stopped.then(() => undefined), fatal]);
     if (settings.exec === undefined) {
-      await io.stopped;
+      const failure = await stopOrFail;
       logger.info('stopping: finishing writes in flight');
       await running.stop();
+      if (failure) {
+        io.stderr(`link-etcd: ${failure.message}`);
+        return 1;
+      }
       return 0;
     }
     child = startChild(settings.exec, settings.reloadSignal, logger);

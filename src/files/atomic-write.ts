@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { lstat, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /** Temp files of ours start with this, so a restart can find and remove the ones a crash left. */
@@ -16,6 +16,21 @@ export interface AtomicWriteOptions {
   readonly known?: boolean;
   /** Runs on the staged temp file before it replaces the old one; a rejection leaves the old file in place. */
   readonly check?: (staged: string) => Promise<void>;
+  /**
+   * The version the caller planned against (`null`: no file). Checked again
+   * right before the rename, after the fsync and any check: a save made
+   * meanwhile is not replaced (FileChangedError).
+   */
+  readonly expect?: FileSignature | null;
+  /** Owner to give a new version, as the old one had (needs the right to chown; skipped otherwise). */
+  readonly owner?: { readonly uid: number; readonly gid: number };
+}
+
+/** The file changed between the caller's read and the rename: nothing was replaced. */
+export class FileChangedError extends Error {
+  constructor(readonly file: string) {
+    super(`${file} changed while it was being replaced`);
+  }
 }
 
 async function fsyncDir(dir: string): Promise<void> {
@@ -63,10 +78,22 @@ export async function writeFileAtomic(
       signature = signatureOf(info);
       // open()'s mode passes through the umask; the file's own mode must not.
       if ((info.mode & 0o7777) !== mode) await handle.chmod(mode);
+      // The app reading this file may run as its owner: keep it, when we may.
+      const owner = options.owner;
+      if (owner && (owner.uid !== info.uid || owner.gid !== info.gid)) {
+        await handle.chown(owner.uid, owner.gid).catch(() => undefined);
+      }
     } finally {
       await handle.close();
     }
     if (options.check) await options.check(temp);
+    if (options.expect !== undefined) {
+      const now = await lstat(file).then(signatureOf, (error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') return null;
+        throw error;
+      });
+      if (now !== options.expect) throw new FileChangedError(file);
+    }
     await rename(temp, file);
   } catch (error) {
     await unlink(temp).catch(() => undefined);

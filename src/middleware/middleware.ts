@@ -258,6 +258,13 @@ export class EtcdMiddleware {
     }
   }
 
+  /** The cluster's id, hex, as etcdctl prints it: what identifies "the same etcd" across endpoint spellings. */
+  async clusterId(): Promise<string> {
+    return this.call(async ({ conn }) =>
+      BigInt((await conn.maintenance.status()).header.cluster_id).toString(16),
+    );
+  }
+
   /**
    * What `link-etcd doctor` reports: the cluster as this client sees it.
    * Rejects like any call when etcd cannot be reached or refuses us.

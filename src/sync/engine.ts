@@ -57,6 +57,8 @@ export interface SyncOptions {
   readonly logger?: Logger;
   /** Checks a staged file before it replaces `confPath` (a check_cmd hook); rejecting keeps the old file. */
   readonly checkFile?: (confPath: string, staged: string) => Promise<void>;
+  /** Called when the etcd watch fails for good; the daemon should exit non-zero. */
+  readonly onFatal?: (error: Error) => void;
   /** Called after files were written from etcd (reload hooks, exec mode). */
   readonly onFilesWritten?: (confPaths: readonly string[]) => void;
   /** Called when changes land: the direction, keys written, seconds since the change was first seen. */
@@ -128,6 +130,9 @@ export class SyncEngine {
   /** Files to plan even if they did not change on disk: etcd changed, or their last pass failed. */
   private readonly mustPlan = new Set<string>();
   private fullSoon: NodeJS.Timeout | undefined;
+  private prepared = false;
+  /** Set when the etcd watch failed for good (refused credentials, say): the engine is frozen. */
+  fatal: Error | undefined;
   /** When each dirty file was first seen changed, for the propagation histogram. */
   private readonly dirtySince = new Map<string, number>();
   /** The etcd revision of the newest batch seen, and of the newest one whose files are all written. */
@@ -182,7 +187,7 @@ export class SyncEngine {
   async once(options: { dryRun?: boolean } = {}): Promise<PassResult> {
     // A one-shot run fails on an unreachable etcd (within read_timeout) instead of waiting for it.
     await this.options.middleware.connect();
-    await this.prepare();
+    await this.prepare(options.dryRun ?? false);
     return this.reconcileAll({ ...options, settled: true });
   }
 
@@ -200,15 +205,18 @@ export class SyncEngine {
     if (this.baseDirty) await this.saveNow();
   }
 
-  private async prepare(): Promise<void> {
-    const removed = await removeStaleTemps(this.confDir);
+  private async prepare(dryRun = false): Promise<void> {
+    // A dry run changes nothing, temp files included.
+    const removed = dryRun ? [] : await removeStaleTemps(this.confDir);
     if (removed.length > 0) this.logger.info({ removed }, 'removed temp files left by an earlier crash');
-    const settings = await this.options.middleware.settings();
+    await this.followEtcd();
+    // The base belongs to this conf dir, prefix and cluster: however the endpoints are spelled.
+    const clusterId = await this.options.middleware.clusterId();
     this.journal = journalPath(
       this.options.stateDir ?? defaultStateDir(),
       this.confDir,
       this.layout.prefix,
-      settings.hosts.join(','),
+      clusterId,
     );
     const loaded = await loadBase(this.journal);
     if (!loaded.ok) {
@@ -220,7 +228,8 @@ export class SyncEngine {
       const file = this.fileOfKey(key);
       if (file !== undefined) this.baseIndex.add(file, key);
     }
-    await this.followEtcd();
+    // Passes may run from now on: before, a pass would merge against an empty base.
+    this.prepared = true;
   }
 
   /** Subscribes to etcd and resolves once its state is read: an unreachable etcd must never look empty. */
@@ -234,7 +243,11 @@ export class SyncEngine {
         },
         error: (error: unknown) => {
           reject(error);
+          // No retry will help (refused credentials, the wrong cluster): stop serving a frozen view.
+          this.fatal = error instanceof Error ? error : new Error(String(error));
+          this.ready = false;
           this.fail('etcd watch', error);
+          this.options.onFatal?.(this.fatal);
         },
       });
     });
@@ -257,10 +270,7 @@ export class SyncEngine {
       );
       this.fullTimer.unref();
     }
-    if (swap) {
-      this.etcdIndex.clear();
-      await this.followEtcd();
-    }
+    if (swap) await this.followEtcd();
     await this.reconcileAll();
   }
 
@@ -281,7 +291,9 @@ export class SyncEngine {
   private onBatch(batch: WatchBatch): void {
     const now = Date.now();
     if (batch.initial) {
-      this.etcd.attach(batch.state);
+      // A new subscription (start, SIGHUP): its state replaces the old one at once, index included.
+      this.etcd.attach(batch.state, batch.revision);
+      this.etcdIndex.clear();
       for (const key of batch.state.keys()) {
         const file = this.fileOfKey(key);
         if (file !== undefined) this.etcdIndex.add(file, key);
@@ -289,6 +301,7 @@ export class SyncEngine {
       return;
     }
     this.seenRevision = Math.max(this.seenRevision, batch.revision);
+    this.etcd.caughtUp(batch.revision);
     for (const change of batch.changes) {
       const file = this.fileOfKey(change.key);
       if (file === undefined) continue;
@@ -305,11 +318,14 @@ export class SyncEngine {
   private followFiles(): Promise<void> {
     const watcher = watchFiles(this.confDir, {
       ignoreInitial: true,
+      // Links are not mirrored (see file-side.ts): no need to watch through them.
+      followSymlinks: false,
       ignored: (path: string, stats) => {
         const rel = relative(this.confDir, path).split(sep).join('/');
         if (rel === '') return false;
         if (rel.split('/').some((part) => part.startsWith('.'))) return true;
-        if (rel === 'link/etcd' || rel.startsWith('link/etcd/')) return true;
+        const lower = rel.toLowerCase();
+        if (lower === 'link/etcd' || lower.startsWith('link/etcd/')) return true;
         return stats?.isFile() === true && mirroredRefusal(rel) !== undefined;
       },
     });
@@ -352,7 +368,7 @@ export class SyncEngine {
 
   /** Runs a pass over the dirty files after `ms`, one pass at a time. */
   private kick(ms: number): void {
-    if (this.stopped) return;
+    if (this.stopped || !this.prepared) return;
     clearTimeout(this.kickTimer);
     const run = () => {
       // The pass in flight re-checks `dirty` when it ends.
@@ -390,8 +406,8 @@ export class SyncEngine {
 
   /** Every file either side or the base knows, reconciled. */
   async reconcileAll(options: { dryRun?: boolean; settled?: boolean } = {}): Promise<PassResult> {
-    const wait = this.running;
-    if (wait) await wait;
+    // One pass at a time: every waiter re-checks, so two callers cannot both start one.
+    while (this.running) await this.running;
     const work = (async () => {
       const scanned = await scanConfDir(this.confDir).catch(() => [] as string[]);
       const paths = new Set<string>([...scanned, ...this.etcdIndex.files(), ...this.baseIndex.files()]);
@@ -445,7 +461,8 @@ export class SyncEngine {
           this.counters.refused++;
           this.logger.warn({ key: what, reason }, 'file key refused: it maps to no safe etcd key');
         },
-        this.files.get(path),
+        // A full pass reads every file again: a change that kept size and mtime is caught here.
+        full ? undefined : this.files.get(path),
       );
       const unchanged = snapshot === this.files.get(path) && !this.mustPlan.has(path);
       this.mustPlan.delete(path);
@@ -498,12 +515,23 @@ export class SyncEngine {
         maxDeleteShare: this.options.maxDeleteShare ?? 0.5,
       },
     };
-    let p = plan(planInput);
+    // A partial pass's own counts cannot judge a mass deletion: plan unguarded first, and if that
+    // deletes anything, plan again with the guard fed the whole picture.
+    let p = plan(full ? planInput : { ...planInput, guard: { ...planInput.guard, allowMassDelete: true } });
     const deletes =
       p.toEtcd.some((w) => w.value === undefined) || p.toFile.some((w) => w.value === undefined);
-    if (deletes && !full) {
-      // A pass over a few files cannot tell one removed file from the first of many: ask the whole.
-      p = plan({ ...planInput, guard: { ...planInput.guard, overall: await this.overallLosses() } });
+    if (deletes && !full && !planInput.guard.allowMassDelete) {
+      // A pass over a few files cannot tell one removed file from the first of many, nor an emptied
+      // conf dir (an unmounted volume) from a deleted file: ask the whole.
+      const mirrored = await scanConfDir(this.confDir).catch(() => [] as string[]);
+      p = plan({
+        ...planInput,
+        guard: {
+          ...planInput.guard,
+          confDirEmpty: mirrored.length === 0,
+          overall: await this.overallLosses(),
+        },
+      });
     }
     if (dryRun) return { plan: p, files: paths.length };
     this.reportBlocked(p.blocked, full);
@@ -555,6 +583,8 @@ export class SyncEngine {
         () => false,
       );
       const snapshot = this.files.get(path);
+      // A file that does not parse pushes nothing, deletions included: it is not a loss.
+      if (snapshot?.kind === 'unreadable') continue;
       const lostHere = exists
         ? [...keys].filter((k) => snapshot !== undefined && !snapshot.entries.has(k)).length
         : keys.size;
@@ -634,9 +664,12 @@ export class SyncEngine {
             'etcd changed under the write: merging again',
           );
           this.counters.retries++;
-          this.dirty.add(file);
-          this.mustPlan.add(file);
-          this.kick(RETRY_MS / 10);
+          // Not dirty now: the drain would retry at once, before the watch brings the newer value.
+          setTimeout(() => {
+            this.dirty.add(file);
+            this.mustPlan.add(file);
+            this.kick(0);
+          }, RETRY_MS / 10).unref();
           continue;
         }
         for (const w of chunk) {

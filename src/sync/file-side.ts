@@ -1,8 +1,14 @@
 import type { Stats } from 'node:fs';
-import { lstat, mkdir, readdir, readFile, realpath, stat, unlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, realpath, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { IniSyntaxError, LinkEtcdError } from '../errors.js';
-import { type FileSignature, signatureOf, TEMP_MARK, writeFileAtomic } from '../files/atomic-write.js';
+import {
+  FileChangedError,
+  type FileSignature,
+  signatureOf,
+  TEMP_MARK,
+  writeFileAtomic,
+} from '../files/atomic-write.js';
 import { applyIniChanges, type IniChange } from '../ini/edit.js';
 import { decodeValue, encodeValue } from '../ini/escape.js';
 import { parseIni } from '../ini/parse.js';
@@ -55,12 +61,8 @@ export async function scanConfDir(confDir: string, under = ''): Promise<string[]
       const childRel = rel === '' ? name : `${rel}/${name}`;
       if (childRel === 'link/etcd') continue;
       const abs = join(dir, name);
-      let info = await lstat(abs).catch(() => undefined);
-      if (info?.isSymbolicLink()) {
-        const target = await realpath(abs).catch(() => undefined);
-        if (target === undefined || !isInside(root, target)) continue;
-        info = await lstat(target).catch(() => undefined);
-      }
+      const info = await lstat(abs).catch(() => undefined);
+      // Links are not followed: through one, a path could reach link/etcd/, loop, or leave the conf dir.
       if (info?.isDirectory()) await walk(abs, childRel);
       else if (info?.isFile() && mirroredRefusal(childRel) === undefined) found.push(childRel);
     }
@@ -86,7 +88,9 @@ export async function readConfFile(
   let signature: FileSignature;
   try {
     // Stat before reading: if the file changes in between, the signature is the older one and the next look reads again.
-    signature = signatureOf(await stat(file));
+    signature = signatureOf(await lstat(file));
+    const through = await linkOnTheWay(confDir, confPath);
+    if (through !== undefined) return { kind: 'unreadable', confPath, reason: through, entries: EMPTY };
     if (previous?.kind === 'ok' && previous.signature === signature) return previous;
     text = await readFile(file, 'utf8');
   } catch (error) {
@@ -137,6 +141,14 @@ async function rootOf(confDir: string): Promise<string> {
   return root;
 }
 
+/** Why a conf path is reached through a symlink (then it is not mirrored), or undefined. */
+async function linkOnTheWay(confDir: string, confPath: string): Promise<string | undefined> {
+  const root = await rootOf(confDir);
+  const real = await realpath(join(confDir, confPath)).catch(() => undefined);
+  if (real === undefined || real === join(root, confPath)) return undefined;
+  return `${join(confDir, confPath)} is a symlink or lies behind one: link-etcd does not follow links`;
+}
+
 /**
  * Refuses a write whose folder leads, through a symlink, out of the conf
  * dir, or onto a symlink. Returns the file's mode when it exists.
@@ -144,12 +156,19 @@ async function rootOf(confDir: string): Promise<string> {
 async function checkWritable(confDir: string, file: string): Promise<Stats | undefined> {
   const root = await rootOf(confDir);
   let dir = dirname(file);
-  // The nearest folder that exists decides where new folders would land.
+  // The nearest folder that exists decides where new folders would land; it must be where its name says.
   for (;;) {
     const real = await realpath(dir).catch(() => undefined);
     if (real !== undefined) {
+      const logical = join(root, relative(confDir, dir));
       if (!isInside(root, real))
         throw new LinkEtcdError('BAD_SETTING', `${file} leads out of the conf dir ${root}`);
+      if (real !== logical) {
+        throw new LinkEtcdError(
+          'BAD_SETTING',
+          `${file} is reached through a symlink: link-etcd does not follow links`,
+        );
+      }
       break;
     }
     dir = dirname(dir);
@@ -175,35 +194,49 @@ export async function writeConfFile(
   check?: (staged: string) => Promise<void>,
 ): Promise<{ text: string; signature: FileSignature | undefined }> {
   const file = join(confDir, confPath);
-  const info = await checkWritable(confDir, file);
-  const mode = info === undefined ? undefined : info.mode & 0o7777;
-  const expected = basedOn?.kind === 'ok' ? basedOn.text : undefined;
-  // The same version the plan read needs no second read (measured: -0.1 ms per etcd -> file change).
-  const unchanged = info !== undefined && basedOn?.kind === 'ok' && basedOn.signature === signatureOf(info);
-  const current = unchanged
-    ? expected
-    : await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
-        if (error.code === 'ENOENT') return undefined;
-        throw error;
-      });
-  if (current !== expected) throw new StaleFileError(file);
-  const doc = parseIni(current ?? '', file);
-  const changes: IniChange[] = [];
-  for (const w of writes) {
-    const parsed = parseKey(l, w.key);
-    if (!parsed.ok) continue;
-    const { section, key } = parsed.address;
-    changes.push({ section, key, value: w.value === undefined ? undefined : encodeValue(w.value) });
+  try {
+    const info = await checkWritable(confDir, file);
+    const mode = info === undefined ? undefined : info.mode & 0o7777;
+    const expected = basedOn?.kind === 'ok' ? basedOn.text : undefined;
+    // The same version the plan read needs no second read (measured: -0.1 ms per etcd -> file change).
+    const unchanged = info !== undefined && basedOn?.kind === 'ok' && basedOn.signature === signatureOf(info);
+    const current = unchanged
+      ? expected
+      : await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+          if (error.code === 'ENOENT') return undefined;
+          throw error;
+        });
+    if (current !== expected) throw new StaleFileError(file);
+    const doc = parseIni(current ?? '', file);
+    const changes: IniChange[] = [];
+    for (const w of writes) {
+      const parsed = parseKey(l, w.key);
+      if (!parsed.ok) continue;
+      const { section, key } = parsed.address;
+      changes.push({ section, key, value: w.value === undefined ? undefined : encodeValue(w.value) });
+    }
+    const text = applyIniChanges(doc, changes);
+    if (text === current) return { text, signature: undefined };
+    if (current === undefined) await mkdir(dirname(file), { recursive: true });
+    const signature = await writeFileAtomic(file, text, {
+      ...(mode === undefined ? {} : { mode }),
+      ...(info === undefined ? {} : { owner: { uid: info.uid, gid: info.gid } }),
+      known: true,
+      // Re-checked right before the rename: a save made while we staged (or a check_cmd ran) is kept.
+      expect: info === undefined ? null : signatureOf(info),
+      ...(check === undefined ? {} : { check }),
+    });
+    return { text, signature };
+  } catch (error) {
+    if (error instanceof FileChangedError) throw new StaleFileError(file);
+    if (error instanceof LinkEtcdError) throw error;
+    // A path that cannot hold a file (a parent is a file, no space, read-only): this file waits, the rest goes on.
+    const code = (error as NodeJS.ErrnoException).code;
+    if (typeof code === 'string') {
+      throw new LinkEtcdError('FILE_WRITE', `cannot write ${file} (${code}: ${(error as Error).message})`);
+    }
+    throw error;
   }
-  const text = applyIniChanges(doc, changes);
-  if (text === current) return { text, signature: undefined };
-  if (current === undefined) await mkdir(dirname(file), { recursive: true });
-  const signature = await writeFileAtomic(file, text, {
-    ...(mode === undefined ? {} : { mode }),
-    known: true,
-    ...(check === undefined ? {} : { check }),
-  });
-  return { text, signature };
 }
 
 /** Keeps the losing values of conflicts next to their file, where a person finds them; never mirrored. */
@@ -238,8 +271,12 @@ export async function writeConflictRecord(
   return file;
 }
 
-/** Removes the temp files a crash left behind (ours only: they carry our mark). */
-export async function removeStaleTemps(confDir: string): Promise<string[]> {
+/**
+ * Removes the temp files a crash left behind: ours only (they carry our
+ * mark), and only those older than a minute, so a `--once` run next to a
+ * live daemon cannot pull a file from under its rename.
+ */
+export async function removeStaleTemps(confDir: string, olderThanMs = 60_000): Promise<string[]> {
   const removed: string[] = [];
   const walk = async (dir: string): Promise<void> => {
     const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
@@ -247,6 +284,8 @@ export async function removeStaleTemps(confDir: string): Promise<string[]> {
       const abs = join(dir, entry.name);
       if (entry.isDirectory() && !entry.name.startsWith('.')) await walk(abs);
       else if (entry.isFile() && entry.name.startsWith(TEMP_MARK) && entry.name.endsWith('.tmp')) {
+        const info = await lstat(abs).catch(() => undefined);
+        if (info === undefined || Date.now() - info.mtimeMs < olderThanMs) continue;
         await unlink(abs).catch(() => undefined);
         removed.push(relative(confDir, abs));
       }

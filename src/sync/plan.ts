@@ -200,7 +200,11 @@ export function plan(input: PlanInput): Plan {
       blocked.push({ side: 'conf-dir', deletions: lost.keys, of: total, files: 0 });
       return true;
     }
-    if (lost.files > 1 && lost.keys > total * input.guard.maxDeleteShare) {
+    // Several files losing most keys at once, or a side losing every key it had (an emptied etcd, a lone file gone).
+    if (
+      (lost.files > 1 && lost.keys > total * input.guard.maxDeleteShare) ||
+      (total > 0 && lost.keys >= total)
+    ) {
       blocked.push({ side, deletions: lost.keys, of: total, files: lost.files });
       return true;
     }
