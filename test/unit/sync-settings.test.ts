@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { Debouncer } from '../../src/cli/hooks.js';
+import { Debouncer, runCommand } from '../../src/cli/hooks.js';
 import { loadSyncSettings } from '../../src/cli/sync-settings.js';
 import { SettingsError } from '../../src/errors.js';
 
@@ -95,5 +95,27 @@ describe('Debouncer (consul-template wait min/max)', () => {
       vi.advanceTimersByTime(50);
     }
     expect(fired).toBe(2);
+  });
+});
+
+describe('hook commands', () => {
+  it('pass {file} and {path} through the environment: a hostile conf path cannot inject a command', async () => {
+    const marker = join(dir, 'owned');
+    const path = `x$(touch ${marker})'; touch ${marker}; '.conf`;
+    for (const command of ['echo {path}', 'echo "{path}"', "echo '{path}'"]) {
+      const { code } = await runCommand(command, { path, file: '/tmp/f' }, 5);
+      expect(code).toBe(0);
+    }
+    const { output } = await runCommand('printf %s {path}', { path }, 5);
+    expect(output).toBe(path);
+    await expect(import('node:fs/promises').then((fs) => fs.access(marker))).rejects.toThrow();
+  });
+
+  it('kills a command that outlives its timeout, with what it started', async () => {
+    const started = Date.now();
+    const { code, output } = await runCommand('sleep 30 & sleep 30', {}, 0.3);
+    expect(code).not.toBe(0);
+    expect(output).toContain('killed after 0.3 s');
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 });
