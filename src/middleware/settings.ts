@@ -223,7 +223,11 @@ function parseClusterId(raw: Sourced | undefined): string | undefined {
  */
 export function resolveSettings(raw: ReadonlyMap<Key, Sourced>, source: string): EtcdSettings {
   const port = asInt('port', raw.get('port'), DEFAULTS.port, 1, 65535);
-  const protocol = (asString('protocol', raw.get('protocol')) ?? DEFAULTS.protocol).toLowerCase();
+  const hostValue = raw.get('host')?.value;
+  const hostText = Array.isArray(hostValue) ? hostValue.join(',') : String(hostValue ?? '');
+  // `host = https://...` says TLS as plainly as `protocol = https`; an explicit protocol still decides.
+  const implied = /(^|,)\s*https:\/\//i.test(hostText) ? 'https' : DEFAULTS.protocol;
+  const protocol = (asString('protocol', raw.get('protocol')) ?? implied).toLowerCase();
   if (protocol !== 'http' && protocol !== 'https') {
     fail('protocol', '`http` or `https`', raw.get('protocol') ?? { value: protocol, source });
   }
@@ -237,8 +241,10 @@ export function resolveSettings(raw: ReadonlyMap<Key, Sourced>, source: string):
     hosts: parseHosts(raw.get('host'), port),
     srvDomain: asString('srv_domain', raw.get('srv_domain')),
     versionPrefix: asString('version_prefix', raw.get('version_prefix')) ?? DEFAULTS.version_prefix,
-    readTimeoutMs: Math.round(
-      asSeconds('read_timeout', raw.get('read_timeout'), DEFAULTS.read_timeout) * 1000,
+    // Timers hold at most 2^31-1 ms (24.8 days); a longer timeout would fire at once.
+    readTimeoutMs: Math.min(
+      Math.round(asSeconds('read_timeout', raw.get('read_timeout'), DEFAULTS.read_timeout) * 1000),
+      2 ** 31 - 1,
     ),
     allowRedirect: asBool('allow_redirect', raw.get('allow_redirect'), DEFAULTS.allow_redirect),
     protocol,

@@ -208,6 +208,8 @@ export class SyncEngine {
   private async prepare(dryRun = false): Promise<void> {
     // A dry run changes nothing, temp files included.
     const removed = dryRun ? [] : await removeStaleTemps(this.confDir);
+    // The journal's own temp files, left by a crash during a save.
+    if (!dryRun) await removeStaleTemps(this.options.stateDir ?? defaultStateDir()).catch(() => undefined);
     if (removed.length > 0) this.logger.info({ removed }, 'removed temp files left by an earlier crash');
     await this.followEtcd();
     // The base belongs to this conf dir, prefix and cluster: however the endpoints are spelled.

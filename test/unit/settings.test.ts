@@ -66,6 +66,13 @@ describe('middleware.conf settings', () => {
     }
   });
 
+  it('takes an https:// host as protocol = https unless protocol says otherwise', async () => {
+    await writeConf('host = https://etcd.example:2379');
+    expect((await loadSettings({ confDir: dir })).protocol).toBe('https');
+    await writeConf('host = https://etcd.example:2379\nprotocol = http');
+    expect((await loadSettings({ confDir: dir })).protocol).toBe('http');
+  });
+
   it('lets constructor options, camelCase or file spelling, override the file', async () => {
     await writeConf('port = 2379\nread_timeout = 5');
     const s = await loadSettings({ confDir: dir, options: { port: 1234, read_timeout: 2 } });
