@@ -70,7 +70,7 @@ export async function bulk(endpoint: string): Promise<{ filesToEtcdMs: number; e
 export async function rss(
   main: string,
   endpoint: string,
-): Promise<{ rssMb: number; peakMb: number; initialSyncMs: number }> {
+): Promise<{ rssMb: number; justSyncedMb: number; peakMb: number; initialSyncMs: number }> {
   await loadEtcd(endpoint, '/rss/', 1000, 100);
   const confDir = await mkdtemp(join(tmpdir(), 'link-etcd-bench-rss-'));
   const stateDir = await mkdtemp(join(tmpdir(), 'link-etcd-bench-rss-state-'));
@@ -84,12 +84,20 @@ export async function rss(
   if (written !== 1000 || (sample.match(/^key\d+ = /gm) ?? []).length !== 100) {
     throw new Error(`the daemon mirrored ${written} files, not 1000 (sample: ${sample.length} bytes)`);
   }
-  const status = await readFile(`/proc/${daemon.child.pid}/status`, 'utf8');
-  const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? Number.NaN);
+  const kb = async (field: string) => {
+    const status = await readFile(`/proc/${daemon.child.pid}/status`, 'utf8');
+    return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? Number.NaN);
+  };
+  const justSynced = await kb('VmRSS');
+  // Steady state: once idle, V8 gives back what the initial reconcile's transients took.
+  await sleep(10_000);
+  const steady = await kb('VmRSS');
+  const peak = await kb('VmHWM');
   await daemon.stop();
   return {
-    rssMb: Math.round(kb('VmRSS') / 1024),
-    peakMb: Math.round(kb('VmHWM') / 1024),
+    rssMb: Math.round(steady / 1024),
+    justSyncedMb: Math.round(justSynced / 1024),
+    peakMb: Math.round(peak / 1024),
     initialSyncMs: Math.round(initialSyncMs),
   };
 }
