@@ -221,10 +221,10 @@ export class SyncEngine {
       clusterId,
     );
     const loaded = await loadBase(this.journal);
-    if (!loaded.ok) {
-      const level = loaded.first ? 'info' : 'warn';
-      this.logger[level]({ journal: this.journal }, `${loaded.reason}: merging both sides as a union`);
-    }
+    // Missing (a first run, or a lost state dir) or corrupt: a warning either way, as the union of both
+    // sides brings back what was deleted on one side since the lost base.
+    if (!loaded.ok)
+      this.logger.warn({ journal: this.journal }, `${loaded.reason}: merging both sides as a union`);
     this.base = loaded.base;
     for (const key of this.base.keys()) {
       const file = this.fileOfKey(key);
