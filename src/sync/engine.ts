@@ -16,7 +16,6 @@ import {
   removeStaleTemps,
   StaleFileError,
   scanConfDir,
-  snapshotOf,
   writeConfFile,
   writeConflictRecord,
 } from './file-side.js';
@@ -742,18 +741,21 @@ export class SyncEngine {
       );
     }
     this.landed('to_file', file, fileWrites);
-    // Our write will come back as a file event; the snapshot must already know it, or it would look like an edit.
-    this.files.set(
-      file,
-      snapshotOf(
-        this.layout,
-        file,
-        written.text,
-        join(this.confDir, file),
-        () => undefined,
-        written.signature,
-      ),
-    );
+    // Our write will come back as a file event; the snapshot must already know it, or it would look like an
+    // edit. The file is the planned text with these writes applied, so its keys are too: no parse needed.
+    const before = this.files.get(file);
+    const entries = new Map(before?.kind === 'ok' ? before.entries : []);
+    for (const w of fileWrites) {
+      if (w.value === undefined) entries.delete(w.key);
+      else entries.set(w.key, w.value);
+    }
+    this.files.set(file, {
+      kind: 'ok',
+      confPath: file,
+      text: written.text,
+      entries,
+      ...(written.signature === undefined ? {} : { signature: written.signature }),
+    });
     return written.signature === undefined ? undefined : file;
   }
 
@@ -794,13 +796,15 @@ export class SyncEngine {
     writes: ReadonlyArray<{ key: string; value: string | undefined; reason: string }>,
     extra: Record<string, unknown> = {},
   ): void {
-    const changes = writes
-      .slice(0, LOGGED_KEYS)
-      .map((w) => [w.value === undefined ? 'delete' : 'put', w.key, w.reason]);
-    this.logger.info(
-      { file, ...extra, keys: writes.length, changes },
-      direction === 'to_etcd' ? 'written to etcd' : 'written to the file',
-    );
+    if (this.logger.isLevelEnabled('info')) {
+      const changes = writes
+        .slice(0, LOGGED_KEYS)
+        .map((w) => [w.value === undefined ? 'delete' : 'put', w.key, w.reason]);
+      this.logger.info(
+        { file, ...extra, keys: writes.length, changes },
+        direction === 'to_etcd' ? 'written to etcd' : 'written to the file',
+      );
+    }
     if (direction === 'to_etcd') this.counters.toEtcd += writes.length;
     else this.counters.toFile += writes.length;
     const since = this.dirtySince.get(file);

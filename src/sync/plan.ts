@@ -213,9 +213,14 @@ export function plan(input: PlanInput): Plan {
   const holdFileDeletions = guardSide('file');
   const holdEtcdDeletions = guardSide('etcd');
 
-  const keys = new Set<string>([...input.base.keys(), ...input.files.keys(), ...input.etcd.keys()]);
-  for (const key of keys) {
-    if (input.unreadableFiles.has(input.fileOf(key))) continue;
+  // Each key once, without building a union of all three (100,000 keys: three arrays and a set saved).
+  for (const key of input.base.keys()) visit(key);
+  for (const key of input.files.keys()) if (!input.base.has(key)) visit(key);
+  for (const key of input.etcd.keys()) if (!input.base.has(key) && !input.files.has(key)) visit(key);
+  return { toEtcd, toFile, base, conflicts, blocked };
+
+  function visit(key: string): void {
+    if (input.unreadableFiles.has(input.fileOf(key))) return;
     const d = decide(
       key,
       input.base.get(key),
@@ -242,5 +247,4 @@ export function plan(input: PlanInput): Plan {
         break;
     }
   }
-  return { toEtcd, toFile, base, conflicts, blocked };
 }
