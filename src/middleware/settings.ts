@@ -148,31 +148,27 @@ function asString(key: Key, raw: Sourced | undefined): string | undefined {
   return text === '' ? undefined : text;
 }
 
+/** A number given as a number (options) or as text (the file); NaN when it is neither. */
+function numberOf(raw: Sourced): number {
+  if (typeof raw.value === 'number') return raw.value;
+  if (typeof raw.value === 'string' && raw.value.trim() !== '') return Number(raw.value.trim());
+  return Number.NaN;
+}
+
 function asInt(key: Key, raw: Sourced | undefined, fallback: number, min: number, max: number): number {
   if (raw === undefined || raw.value === undefined) return fallback;
-  const n =
-    typeof raw.value === 'number'
-      ? raw.value
-      : typeof raw.value === 'string'
-        ? Number(raw.value.trim())
-        : NaN;
-  if (typeof raw.value === 'string' && !/^\s*\d+\s*$/.test(raw.value))
+  const n = numberOf(raw);
+  // `1e3` and `0x10` are numbers to Number(), not integers a person wrote.
+  const digits = typeof raw.value !== 'string' || /^\s*\d+\s*$/.test(raw.value);
+  if (!digits || !Number.isInteger(n) || n < min || n > max)
     fail(key, `an integer from ${min} to ${max}`, raw);
-  if (!Number.isInteger(n) || n < min || n > max) fail(key, `an integer from ${min} to ${max}`, raw);
   return n;
 }
 
 function asSeconds(key: Key, raw: Sourced | undefined, fallback: number): number {
   if (raw === undefined || raw.value === undefined) return fallback;
-  const n =
-    typeof raw.value === 'number'
-      ? raw.value
-      : typeof raw.value === 'string'
-        ? Number(raw.value.trim())
-        : NaN;
-  if (!Number.isFinite(n) || n <= 0 || (typeof raw.value === 'string' && raw.value.trim() === '')) {
-    fail(key, 'a positive number of seconds', raw);
-  }
+  const n = numberOf(raw);
+  if (!Number.isFinite(n) || n <= 0) fail(key, 'a positive number of seconds', raw);
   return n;
 }
 

@@ -1,5 +1,5 @@
 import type { Observable } from 'rxjs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   Configurable,
   type ConfValueError,
@@ -9,22 +9,15 @@ import {
   type LinkEtcdError,
   Parameter,
 } from '../../src/index.js';
-import { type EtcdServer, startEtcd } from '../harness/etcd.js';
+import type { EtcdServer } from '../harness/etcd.js';
 import { startProxy } from '../harness/proxy.js';
 import { waitFor } from '../harness/wait.js';
 import { captureLogger } from '../support/client.js';
+import { useEtcd } from '../support/lifecycle.js';
 
 let etcd: EtcdServer;
-const cleanups: Array<() => unknown> = [];
-
-beforeAll(async () => {
-  etcd = await startEtcd();
-});
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-});
-afterAll(async () => {
-  await etcd?.cleanup();
+const { defer } = useEtcd((started) => {
+  etcd = started;
 });
 
 function driverFor(target: { host: string; port: number }): EtcdConfDriver {
@@ -35,14 +28,14 @@ function driverFor(target: { host: string; port: number }): EtcdConfDriver {
     readTimeout: 5,
     logger: captureLogger().logger,
   });
-  cleanups.push(() => driver.close());
+  defer(() => driver.close());
   return driver;
 }
 
 function record<T>(stream: Observable<T>): T[] {
   const values: T[] = [];
   const sub = stream.subscribe({ next: (v) => values.push(v) });
-  cleanups.push(() => sub.unsubscribe());
+  defer(() => sub.unsubscribe());
   return values;
 }
 
@@ -60,7 +53,7 @@ describe('EtcdConfDriver (real etcd)', () => {
     const a = new MyConfigurable();
     expect(a.myparam).toBe(3);
     await configurationOf(MyConfigurable).ready();
-    cleanups.push(() => configurationOf(MyConfigurable).close());
+    defer(() => configurationOf(MyConfigurable).close());
     await driver.setconf('myproject/myconfigurable.conf', { MYCONF: { myparam: 4 } });
     expect(await etcd.etcdctl('get', '/myproject/myconfigurable.conf/MYCONF/myparam')).toBe(
       '/myproject/myconfigurable.conf/MYCONF/myparam\n4\n',
@@ -140,7 +133,7 @@ describe('EtcdConfDriver (real etcd)', () => {
 
   it('keeps streaming across an etcd restart, and delivers a change made while it was cut off', async () => {
     const proxy = await startProxy(etcd);
-    cleanups.push(() => proxy.close());
+    defer(() => proxy.close());
     const driver = driverFor(proxy);
     const values = record(driver.watch('ha.conf', conf));
     await waitFor(() => values.length === 1);
@@ -163,7 +156,7 @@ describe('EtcdConfDriver (real etcd)', () => {
       prefix: '/apps',
       confDir: '/nonexistent/x',
     });
-    cleanups.push(() => driver.close());
+    defer(() => driver.close());
     await driver.setconf('svc.conf', { MYCONF: { myparam: 7 } });
     expect(await etcd.etcdctl('get', '--print-value-only', '/apps/svc.conf/MYCONF/myparam')).toBe('7\n');
     expect(await driver.getconf('svc.conf', conf)).toEqual({ MYCONF: { myparam: 7 } });

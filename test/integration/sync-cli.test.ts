@@ -4,26 +4,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseIni } from '../../src/ini/parse.js';
-import { type EtcdServer, runEtcdctl, startEtcd } from '../harness/etcd.js';
+import { type EtcdServer, runEtcdctl } from '../harness/etcd.js';
 import { freePort } from '../harness/ports.js';
 import { waitFor } from '../harness/wait.js';
+import { useEtcd } from '../support/lifecycle.js';
 
 const run = promisify(execFile);
 const main = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 let etcd: EtcdServer;
 let counter = 0;
-const cleanups: Array<() => unknown> = [];
-
-beforeAll(async () => {
-  etcd = await startEtcd();
-});
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-});
-afterAll(async () => {
-  await etcd?.cleanup();
+const { defer } = useEtcd((started) => {
+  etcd = started;
 });
 
 interface Daemon {
@@ -37,8 +30,8 @@ async function dirs() {
   const confDir = await mkdtemp(join(tmpdir(), 'link-etcd-cli-conf-'));
   const stateDir = await mkdtemp(join(tmpdir(), 'link-etcd-cli-state-'));
   const prefix = `/cli${counter++}/`;
-  cleanups.push(() => rm(confDir, { recursive: true, force: true }));
-  cleanups.push(() => rm(stateDir, { recursive: true, force: true }));
+  defer(() => rm(confDir, { recursive: true, force: true }));
+  defer(() => rm(stateDir, { recursive: true, force: true }));
   return { confDir, stateDir, prefix };
 }
 
@@ -69,7 +62,7 @@ function daemon(args: string[]): Daemon {
     }
   });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  cleanups.push(() => child.kill('SIGKILL'));
+  defer(() => child.kill('SIGKILL'));
   return { child, lines, raw, exited };
 }
 

@@ -1,39 +1,27 @@
 import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { EtcdMiddleware } from '../../src/index.js';
-import { type EtcdServer, startEtcd } from '../harness/etcd.js';
+import type { EtcdServer } from '../harness/etcd.js';
 import { waitFor } from '../harness/wait.js';
 import { clientFor } from '../support/client.js';
+import { useEtcd, etcdValue as valueAt } from '../support/lifecycle.js';
 import { type SyncFixture, syncFixture } from '../support/sync.js';
 
 /** Regression tests for faults found in review: each first reproduced, then fixed. */
 
 let etcd: EtcdServer;
-const fixtures: SyncFixture[] = [];
-const cleanups: Array<() => unknown> = [];
-
-beforeAll(async () => {
-  etcd = await startEtcd();
-});
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-  for (const f of fixtures.splice(0)) await f.cleanup();
-});
-afterAll(async () => {
-  await etcd?.cleanup();
+const { defer } = useEtcd((started) => {
+  etcd = started;
 });
 
 async function fixture(): Promise<SyncFixture> {
   const f = await syncFixture(etcd);
-  fixtures.push(f);
+  defer(() => f.cleanup());
   return f;
 }
 
-async function etcdValue(key: string): Promise<string | undefined> {
-  const out = await etcd.etcdctl('get', '--print-value-only', key);
-  return out === '' ? undefined : out.replace(/\n$/, '');
-}
+const etcdValue = (key: string) => valueAt(etcd, key);
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -117,7 +105,7 @@ describe('sync under hostile or unlucky conditions', () => {
   it('takes a foreign delete that lands while its own write of another file is in flight', async () => {
     const f = await fixture();
     const other = clientFor(etcd);
-    cleanups.push(() => other.close());
+    defer(() => other.close());
     const a = join(f.confDir, 'a.conf');
     const b = join(f.confDir, 'b.conf');
     await writeFile(a, '[S]\nk = 1\n');

@@ -2,36 +2,25 @@ import { execFile } from 'node:child_process';
 import { mkdir, readdir, readFile, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type EtcdServer, startEtcd } from '../harness/etcd.js';
+import { describe, expect, it } from 'vitest';
+import type { EtcdServer } from '../harness/etcd.js';
 import { waitFor } from '../harness/wait.js';
+import { useEtcd, etcdValue as valueAt } from '../support/lifecycle.js';
 import { type SyncFixture, syncFixture } from '../support/sync.js';
 
 const sh = promisify(execFile);
 let etcd: EtcdServer;
-const fixtures: SyncFixture[] = [];
-
-beforeAll(async () => {
-  etcd = await startEtcd();
-});
-afterEach(async () => {
-  for (const f of fixtures.splice(0)) await f.cleanup();
-});
-afterAll(async () => {
-  await etcd?.cleanup();
+const { defer } = useEtcd((started) => {
+  etcd = started;
 });
 
 async function fixture(): Promise<SyncFixture> {
   const f = await syncFixture(etcd);
-  fixtures.push(f);
+  defer(() => f.cleanup());
   return f;
 }
 
-/** etcd's value at a key, or undefined. */
-async function etcdValue(key: string): Promise<string | undefined> {
-  const out = await etcd.etcdctl('get', '--print-value-only', key);
-  return out === '' ? undefined : out.replace(/\n$/, '');
-}
+const etcdValue = (key: string) => valueAt(etcd, key);
 
 async function etcdKeys(prefix: string): Promise<string[]> {
   return (await etcd.etcdctl('get', '--prefix', '--keys-only', prefix)).split('\n').filter((l) => l !== '');
