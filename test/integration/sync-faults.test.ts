@@ -1,26 +1,21 @@
 import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { EtcdMiddleware } from '../../src/index.js';
 import type { EtcdServer } from '../harness/etcd.js';
 import { waitFor } from '../harness/wait.js';
 import { clientFor } from '../support/client.js';
-import { useEtcd, etcdValue as valueAt } from '../support/lifecycle.js';
-import { type SyncFixture, syncFixture } from '../support/sync.js';
+import { etcdValue as valueAt } from '../support/lifecycle.js';
+import { useSyncFixtures } from '../support/sync.js';
 
 /** Regression tests for faults found in review: each first reproduced, then fixed. */
 
+const sync = useSyncFixtures();
+const { fixture, defer } = sync;
 let etcd: EtcdServer;
-const { defer } = useEtcd((started) => {
-  etcd = started;
+beforeEach(() => {
+  etcd = sync.etcd();
 });
-
-async function fixture(): Promise<SyncFixture> {
-  const f = await syncFixture(etcd);
-  defer(() => f.cleanup());
-  return f;
-}
-
 const etcdValue = (key: string) => valueAt(etcd, key);
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -2,24 +2,19 @@ import { execFile } from 'node:child_process';
 import { mkdir, readdir, readFile, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { EtcdServer } from '../harness/etcd.js';
 import { waitFor } from '../harness/wait.js';
-import { useEtcd, etcdValue as valueAt } from '../support/lifecycle.js';
-import { type SyncFixture, syncFixture } from '../support/sync.js';
+import { etcdValue as valueAt } from '../support/lifecycle.js';
+import { useSyncFixtures } from '../support/sync.js';
 
 const sh = promisify(execFile);
+const sync = useSyncFixtures();
+const { fixture } = sync;
 let etcd: EtcdServer;
-const { defer } = useEtcd((started) => {
-  etcd = started;
+beforeEach(() => {
+  etcd = sync.etcd();
 });
-
-async function fixture(): Promise<SyncFixture> {
-  const f = await syncFixture(etcd);
-  defer(() => f.cleanup());
-  return f;
-}
-
 const etcdValue = (key: string) => valueAt(etcd, key);
 
 async function etcdKeys(prefix: string): Promise<string[]> {

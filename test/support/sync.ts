@@ -2,7 +2,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SyncEngine, type SyncOptions } from '../../src/sync/engine.js';
+import type { EtcdServer } from '../harness/etcd.js';
 import { captureLogger, clientFor } from './client.js';
+import { useEtcd } from './lifecycle.js';
 
 export interface SyncFixture {
   readonly confDir: string;
@@ -55,4 +57,32 @@ export async function syncFixture(target: { host: string; port: number }): Promi
     },
   };
   return fixture;
+}
+
+/**
+ * A test file's etcd plus fresh sync fixtures on it, cleaned up after each
+ * test. `etcd()` is valid inside tests.
+ */
+export function useSyncFixtures(): {
+  etcd: () => EtcdServer;
+  fixture: () => Promise<SyncFixture>;
+  defer: (cleanup: () => unknown) => void;
+} {
+  let etcd: EtcdServer | undefined;
+  const { defer } = useEtcd((started) => {
+    etcd = started;
+  });
+  const current = () => {
+    if (etcd === undefined) throw new Error('etcd starts in beforeAll: use it inside a test');
+    return etcd;
+  };
+  return {
+    etcd: current,
+    defer,
+    fixture: async () => {
+      const f = await syncFixture(current());
+      defer(() => f.cleanup());
+      return f;
+    },
+  };
 }
