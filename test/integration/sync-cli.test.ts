@@ -199,6 +199,12 @@ describe('link-etcd sync as a process', () => {
     await waitFor(
       async () => (await readFile(join(d.confDir, 'demo.conf'), 'utf8')) === '[S]\nk = from-local\n',
     );
+    // What `npm start` shows a newcomer: the change, in the log.
+    await waitFor(() =>
+      p.lines.some(
+        (l) => l.msg === 'written to the file' && JSON.stringify(l.changes).includes('demo.conf/S/k'),
+      ),
+    );
     p.child.kill('SIGTERM');
     expect(await p.exited).toBe(0);
     await expect(fetch(`${url}/health`)).rejects.toThrow();
