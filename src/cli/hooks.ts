@@ -12,6 +12,38 @@ export class HookRefusedError extends LinkEtcdError {
 }
 
 /**
+ * `{file}` and `{path}` -> references to LINK_ETCD_FILE / LINK_ETCD_PATH,
+ * quoted for where they stand: `"$VAR"` bare, `$VAR` inside double quotes,
+ * `'"$VAR"'` inside single quotes. Either way the value is one word and
+ * never parsed by the shell.
+ */
+export function withVariables(command: string): string {
+  let out = '';
+  let quote: '"' | "'" | undefined;
+  const placeholder = /\{(file|path)\}/y;
+  for (let i = 0; i < command.length; i++) {
+    placeholder.lastIndex = i;
+    const m = placeholder.exec(command);
+    if (m) {
+      const name = m[1] === 'file' ? '$LINK_ETCD_FILE' : '$LINK_ETCD_PATH';
+      out += quote === '"' ? name : quote === "'" ? `'"${name}"'` : `"${name}"`;
+      i += m[0].length - 1;
+      continue;
+    }
+    const c = command[i] as string;
+    if (c === '\\' && quote !== "'" && i + 1 < command.length) {
+      out += c + command[i + 1];
+      i++;
+      continue;
+    }
+    if ((c === '"' || c === "'") && (quote === undefined || quote === c))
+      quote = quote === undefined ? c : undefined;
+    out += c;
+  }
+  return out;
+}
+
+/**
  * Runs a shell command within `timeout` seconds. `{file}` and `{path}` become
  * `"$LINK_ETCD_FILE"` and `"$LINK_ETCD_PATH"`: the values travel in the
  * environment, never in the command text, so a conf path made from an etcd
@@ -23,9 +55,7 @@ export function runCommand(
   vars: { file?: string; path?: string },
   timeoutS: number,
 ): Promise<{ code: number | null; output: string }> {
-  const line = command.replace(/\{(file|path)\}/g, (_m, k: 'file' | 'path') =>
-    k === 'file' ? '"$LINK_ETCD_FILE"' : '"$LINK_ETCD_PATH"',
-  );
+  const line = withVariables(command);
   return new Promise((resolve) => {
     // Its own process group, so a timeout kills what the command started too, not only the shell.
     const child = spawn('/bin/sh', ['-c', line], {

@@ -119,6 +119,13 @@ export async function runSync(
       if (next.prefix !== settings.prefix) logger.warn('a new prefix takes a restart; keeping the old one');
       candidate = newMiddleware();
       await candidate.connect();
+      // The base belongs to one cluster: switching clusters is a restart, with its own base.
+      const [before, after] = await Promise.all([middleware.clusterId(), candidate.clusterId()]);
+      if (before !== after) {
+        throw new Error(
+          `the new settings lead to cluster ${after}, not ${before}: restart link-etcd to switch clusters`,
+        );
+      }
       const nextHooks = new Hooks(next.hooks, logger);
       const old = middleware;
       // Reloads already due for files written under the old hooks still run.
@@ -199,15 +206,20 @@ export async function runSync(
     child = startChild(settings.exec, settings.reloadSignal, logger);
     const live = child;
     const first = await Promise.race([
-      live.exited.then((code) => ({ code })),
-      io.stopped.then(() => undefined),
+      live.exited.then((code) => ({ code, failure: undefined })),
+      stopOrFail.then((failure) => ({ code: undefined, failure })),
     ]);
-    if (first === undefined) {
+    if (first.code === undefined) {
       live.stop('SIGTERM');
       await live.exited;
     }
     await running.stop();
-    return first?.code ?? (await live.exited);
+    if (first.failure) {
+      // The sync is dead (credentials revoked, say): the app must not run on, unsynced.
+      io.stderr(`link-etcd: ${first.failure.message}`);
+      return 1;
+    }
+    return first.code ?? (await live.exited);
   } finally {
     childReload.cancel();
     hooks.stop();

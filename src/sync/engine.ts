@@ -130,6 +130,7 @@ export class SyncEngine {
   private readonly mustPlan = new Set<string>();
   private fullSoon: NodeJS.Timeout | undefined;
   private prepared = false;
+  private readonly fileRetries = new Map<string, number>();
   /** Set when the etcd watch failed for good (refused credentials, say): the engine is frozen. */
   fatal: Error | undefined;
   /** When each dirty file was first seen changed, for the propagation histogram. */
@@ -514,6 +515,8 @@ export class SyncEngine {
         confDirEmpty,
         allowMassDelete: this.options.allowMassDelete ?? false,
         maxDeleteShare: this.options.maxDeleteShare ?? 0.5,
+        // Held back once, held back until the keys return or a person confirms.
+        holding: new Set(this.blocked.map((b) => (b.side === 'etcd' ? 'etcd' : 'file'))),
       },
     };
     // A partial pass's own counts cannot judge a mass deletion: plan unguarded first, and if that
@@ -721,14 +724,15 @@ export class SyncEngine {
       );
     } catch (error) {
       if (error instanceof StaleFileError) {
-        this.dirty.add(file);
-        this.mustPlan.add(file);
-        this.kick(this.quietMs);
+        // Someone saved meanwhile: merge again, soon, but not in a tight loop (each try may run a check_cmd).
+        this.retryLater(file);
         return undefined;
       }
       if (error instanceof LinkEtcdError) {
-        // Tried again on the file's next change: the base still says the file is behind.
+        // The base still says the file is behind: tried again later (no space, a check_cmd that said no,
+        // a folder in the way), with a growing pause, and on the file's next change.
         this.logger.error({ file }, `${error.message}: not written`);
+        this.retryLater(file);
         return undefined;
       }
       throw error;
@@ -789,6 +793,18 @@ export class SyncEngine {
     }
   }
 
+  /** Plans a file again after a pause that doubles with each failure (50 ms to 30 s), reset when it lands. */
+  private retryLater(file: string): void {
+    const tries = (this.fileRetries.get(file) ?? 0) + 1;
+    this.fileRetries.set(file, tries);
+    const delay = Math.min(50 * 2 ** (tries - 1), 30_000);
+    setTimeout(() => {
+      this.dirty.add(file);
+      this.mustPlan.add(file);
+      this.kick(0);
+    }, delay).unref();
+  }
+
   /** Writes that landed: one log line per file and transaction, the counters, the propagation clock. */
   private landed(
     direction: 'to_etcd' | 'to_file',
@@ -807,6 +823,7 @@ export class SyncEngine {
     }
     if (direction === 'to_etcd') this.counters.toEtcd += writes.length;
     else this.counters.toFile += writes.length;
+    this.fileRetries.delete(file);
     const since = this.dirtySince.get(file);
     this.dirtySince.delete(file);
     if (since !== undefined) this.options.onApplied?.(direction, writes.length, (Date.now() - since) / 1000);

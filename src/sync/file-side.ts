@@ -129,16 +129,13 @@ export function snapshotOf(
   }
 }
 
-const roots = new Map<string, string>();
-
-/** The conf dir's real path; it does not move while a daemon runs, so it is looked up once. */
+/**
+ * The conf dir's real path, looked up on every use: a conf dir that is a
+ * symlink re-pointed by a deploy must not leave the daemon checking paths
+ * against the old target.
+ */
 async function rootOf(confDir: string): Promise<string> {
-  let root = roots.get(confDir);
-  if (root === undefined) {
-    root = await realpath(confDir);
-    roots.set(confDir, root);
-  }
-  return root;
+  return realpath(confDir);
 }
 
 /** Why a conf path is reached through a symlink (then it is not mirrored), or undefined. */

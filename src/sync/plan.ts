@@ -45,7 +45,16 @@ export interface MassDeleteGuard {
    * from this input.
    */
   readonly overall?: { readonly total: number; readonly file: Loss; readonly etcd: Loss };
+  /**
+   * Sides already held back by an earlier pass: their deletions stay held
+   * (a put in the meantime must not dilute the share and let them through)
+   * until none is left to hold, when the lost keys came back.
+   */
+  readonly holding?: ReadonlySet<Side>;
 }
+
+/** Below this many mirrored keys, "lost every key" is a small edit, not a wiped side. */
+export const MASS_DELETE_MIN_KEYS = 10;
 
 export interface Loss {
   readonly keys: number;
@@ -193,30 +202,35 @@ export function plan(input: PlanInput): Plan {
   const blocked: Blocked[] = [];
 
   const total = input.guard.overall?.total ?? input.base.size;
-  const guardSide = (side: Side): boolean => {
-    if (input.guard.allowMassDelete) return false;
+  const guardSide = (side: Side): Blocked | undefined => {
+    if (input.guard.allowMassDelete) return undefined;
     const lost = input.guard.overall?.[side] ?? losses(input, side);
     if (side === 'file' && input.guard.confDirEmpty && total > 0) {
-      blocked.push({ side: 'conf-dir', deletions: lost.keys, of: total, files: 0 });
-      return true;
+      return { side: 'conf-dir', deletions: lost.keys, of: total, files: 0 };
     }
-    // Several files losing most keys at once, or a side losing every key it had (an emptied etcd, a lone file gone).
-    if (
-      (lost.files > 1 && lost.keys > total * input.guard.maxDeleteShare) ||
-      (total > 0 && lost.keys >= total)
-    ) {
-      blocked.push({ side, deletions: lost.keys, of: total, files: lost.files });
-      return true;
+    // Several files losing most keys at once, or a side losing every key it had (an emptied etcd).
+    const most = lost.files > 1 && lost.keys > total * input.guard.maxDeleteShare;
+    const all = total >= MASS_DELETE_MIN_KEYS && lost.keys >= total;
+    if (most || all || input.guard.holding?.has(side)) {
+      return { side, deletions: lost.keys, of: total, files: lost.files };
     }
-    return false;
+    return undefined;
   };
-  const holdFileDeletions = guardSide('file');
-  const holdEtcdDeletions = guardSide('etcd');
+  const fileGuard = guardSide('file');
+  const etcdGuard = guardSide('etcd');
+  const holdFileDeletions = fileGuard !== undefined;
+  const holdEtcdDeletions = etcdGuard !== undefined;
+  let heldFile = 0;
+  let heldEtcd = 0;
 
   // Each key once, without building a union of all three (100,000 keys: three arrays and a set saved).
   for (const key of input.base.keys()) visit(key);
   for (const key of input.files.keys()) if (!input.base.has(key)) visit(key);
   for (const key of input.etcd.keys()) if (!input.base.has(key) && !input.files.has(key)) visit(key);
+  // A guard that held nothing back has nothing to report: the lost keys came back, or were never planned away.
+  if (fileGuard && (heldFile > 0 || fileGuard.side === 'conf-dir'))
+    blocked.push({ ...fileGuard, deletions: heldFile });
+  if (etcdGuard && heldEtcd > 0) blocked.push({ ...etcdGuard, deletions: heldEtcd });
   return { toEtcd, toFile, base, conflicts, blocked };
 
   function visit(key: string): void {
@@ -236,12 +250,18 @@ export function plan(input: PlanInput): Plan {
         base.push([key, d.entry]);
         break;
       case 'etcd':
-        if (d.write.value === undefined && holdFileDeletions) break;
+        if (d.write.value === undefined && holdFileDeletions) {
+          heldFile++;
+          break;
+        }
         toEtcd.push(d.write);
         if (d.conflict) conflicts.push(d.conflict);
         break;
       case 'file':
-        if (d.write.value === undefined && holdEtcdDeletions) break;
+        if (d.write.value === undefined && holdEtcdDeletions) {
+          heldEtcd++;
+          break;
+        }
         toFile.push(d.write);
         if (d.conflict) conflicts.push(d.conflict);
         break;

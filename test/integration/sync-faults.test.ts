@@ -148,4 +148,47 @@ describe('sync under hostile or unlucky conditions', () => {
     await Promise.all([f.engine.reconcileAll(), f.engine.reconcileAll(), f.engine.reconcileAll()]);
     expect(most).toBe(1);
   });
+
+  it('keeps holding deletions once held, even when a new key dilutes the share', async () => {
+    const f = await fixture();
+    const body = Array.from({ length: 20 }, (_, i) => `k${i} = ${i}\n`).join('');
+    await writeFile(join(f.confDir, 'app.conf'), `[S]\n${body}`);
+    await f.start();
+    // The only file replaced by an unrelated one (an image default, a template reset).
+    await writeFile(join(f.confDir, 'app.conf'), '[S]\nplaceholder = 1\n');
+    await waitFor(async () => (await etcdValue(`${f.prefix}app.conf/S/placeholder`)) === '1');
+    await waitFor(() => f.engine.blocked.length > 0);
+    // A full reconcile (the base now has 21 keys) must not let the 20 deletions through.
+    await f.engine.reconcileAll();
+    expect(await etcdValue(`${f.prefix}app.conf/S/k0`)).toBe('0');
+    expect(f.engine.blocked.length).toBeGreaterThan(0);
+    // The keys come back: nothing left to hold, the daemon is ready again.
+    await writeFile(join(f.confDir, 'app.conf'), `[S]\n${body}placeholder = 1\n`);
+    await waitFor(async () => {
+      await f.engine.reconcileAll();
+      return f.engine.blocked.length === 0 && f.engine.ready;
+    });
+  });
+
+  it('carries the deletion of the only key of a small setup over', async () => {
+    const f = await fixture();
+    await writeFile(join(f.confDir, 'tiny.conf'), '[S]\nk = 1\n');
+    await f.start();
+    await etcd.etcdctl('del', `${f.prefix}tiny.conf/S/k`);
+    await waitFor(async () => (await readFile(join(f.confDir, 'tiny.conf'), 'utf8')) === '[S]\n');
+    expect(f.engine.blocked).toEqual([]);
+  });
+
+  it('retries a file it could not write once the obstacle is gone, without waiting for the full reconcile', async () => {
+    const f = await fixture();
+    await writeFile(join(f.confDir, 'sub'), 'a file where a folder should be\n');
+    await f.start();
+    await etcd.etcdctl('put', `${f.prefix}sub/x.conf/S/k`, 'v');
+    await waitFor(() => f.lines.some((l) => String(l.msg).includes('cannot write')));
+    await rm(join(f.confDir, 'sub'));
+    await waitFor(
+      async () =>
+        (await readFile(join(f.confDir, 'sub', 'x.conf'), 'utf8').catch(() => '')) === '[S]\nk = v\n',
+    );
+  });
 });

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { Debouncer, runCommand } from '../../src/cli/hooks.js';
+import { Debouncer, runCommand, withVariables } from '../../src/cli/hooks.js';
 import { loadSyncSettings } from '../../src/cli/sync-settings.js';
 import { SettingsError } from '../../src/errors.js';
 
@@ -106,8 +106,14 @@ describe('hook commands', () => {
       const { code } = await runCommand(command, { path, file: '/tmp/f' }, 5);
       expect(code).toBe(0);
     }
-    const { output } = await runCommand('printf %s {path}', { path }, 5);
-    expect(output).toBe(path);
+    // However the command quotes a placeholder, the value arrives as one word, unparsed.
+    for (const command of ["printf '<%s>' {path}", 'printf \'<%s>\' "{path}"', "printf '<%s>' '{path}'"]) {
+      const { output } = await runCommand(command, { path: 'a b/c "d".conf' }, 5);
+      expect(output).toBe('<a b/c "d".conf>');
+    }
+    expect(withVariables('nginx -t -c {file}')).toBe('nginx -t -c "$LINK_ETCD_FILE"');
+    expect(withVariables('test -n "x{path}"')).toBe('test -n "x$LINK_ETCD_PATH"');
+    expect(withVariables("echo '{file}'")).toBe(`echo ''"$LINK_ETCD_FILE"''`);
     await expect(import('node:fs/promises').then((fs) => fs.access(marker))).rejects.toThrow();
   });
 
