@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parseIni } from '../../src/ini/parse.js';
-import { type EtcdServer, runEtcdctl } from '../harness/etcd.js';
+import { type EtcdServer, runEtcdctl, startEtcd } from '../harness/etcd.js';
 import { freePort } from '../harness/ports.js';
 import { waitFor } from '../harness/wait.js';
 import { useEtcd } from '../support/lifecycle.js';
@@ -290,5 +290,41 @@ setInterval(() => {}, 1000);
     const lines = stdout.split('\n').filter((l) => l !== '');
     expect(lines.some((l) => /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: written to etcd/.test(l))).toBe(true);
     expect(lines.every((l) => !l.startsWith('{'))).toBe(true);
+  });
+
+  it.each([
+    ['the daemon', []],
+    ['exec mode, stopping its app', ['--exec=sleep 600']],
+  ])('%s exits 1 with one line when etcd refuses it for good (its user deleted)', async (_mode, extra) => {
+    const authed = await startEtcd();
+    defer(() => authed.cleanup());
+    await authed.etcdctl('user', 'add', 'root:rootpw');
+    await authed.etcdctl('user', 'grant-role', 'root', 'root').catch(() => undefined);
+    await authed.etcdctl('user', 'add', 'app:apppw');
+    await authed.etcdctl('role', 'add', 'app');
+    await authed.etcdctl('role', 'grant-permission', 'app', '--prefix=true', 'readwrite', '/');
+    await authed.etcdctl('user', 'grant-role', 'app', 'app');
+    await authed.etcdctl('auth', 'enable');
+    const d = await dirs();
+    await mkdir(join(d.confDir, 'link', 'etcd'), { recursive: true });
+    await writeFile(
+      join(d.confDir, 'link', 'etcd', 'middleware.conf'),
+      `[ETCD]\nhost = ${authed.host}\nport = ${authed.port}\nusername = app\npassword = apppw\nread_timeout = 5\n`,
+    );
+    await writeFile(join(d.confDir, 'app.conf'), '[S]\nk = 1\n');
+    const args = syncArgs(d, ...extra).filter((a) => !a.startsWith('--endpoints='));
+    const p = daemon(args);
+    let stderr = '';
+    p.child.stderr?.on('data', (c) => {
+      stderr += String(c);
+    });
+    await waitFor(() => p.lines.some((l) => l.msg === 'in sync; following both sides'));
+    await authed.etcdctl('--user', 'root:rootpw', 'user', 'delete', 'app');
+    // The running watch keeps its stream; a restart makes it reconnect and meet the refusal.
+    await authed.restart('SIGTERM');
+    expect(await p.exited).toBe(1);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr).toMatch(/^link-etcd: /);
+    expect(stderr).not.toContain('apppw');
   });
 });
