@@ -156,7 +156,9 @@ describe('link-etcd sync as a process', () => {
     await waitFor(async () => (await readFile(join(d.confDir, 'app.conf'), 'utf8')) === '[S]\nk = 2\n');
     const metrics = await waitFor(async () => {
       const { body } = await get('/metrics');
-      return /link_etcd_changes_applied_total\{direction="to_file"\} 1\b/.test(body) ? body : undefined;
+      // The lag reaches 0 when the pass that wrote the file has finished (its base saved too).
+      const settled = /link_etcd_changes_applied_total\{direction="to_file"\} 1\b/.test(body);
+      return settled && /link_etcd_watch_lag_revisions 0\b/.test(body) ? body : undefined;
     });
     expect(metrics).toMatch(/link_etcd_changes_applied_total\{direction="to_etcd"\} 1\b/);
     expect(metrics).toMatch(/link_etcd_propagation_seconds_count\{direction="to_file"\} 1\b/);
