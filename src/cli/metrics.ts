@@ -45,46 +45,44 @@ export function createMetrics(
       follow(this, 'toFile', { direction: 'to_file' });
     },
   });
-  new Counter({
-    name: `${PREFIX}conflicts_total`,
-    help: 'Keys changed on both sides, decided by the conflict policy (the loser is recorded)',
-    registers: [registry],
-    collect() {
-      follow(this, 'conflicts');
-    },
-  });
-  new Counter({
-    name: `${PREFIX}refused_keys_total`,
-    help: 'etcd keys or file keys refused because they map to nothing safe',
-    registers: [registry],
-    collect() {
-      follow(this, 'refused');
-    },
-  });
-  new Counter({
-    name: `${PREFIX}parse_errors_total`,
-    help: 'Conf files that did not parse (each distinct error once)',
-    registers: [registry],
-    collect() {
-      follow(this, 'parseErrors');
-    },
-  });
-  new Counter({
-    name: `${PREFIX}watch_reconnects_total`,
-    help: 'etcd watch streams re-established after a failure',
-    registers: [registry],
-    collect() {
-      followValue(this, 'reconnects', middleware().watchStats.reconnects);
-    },
-  });
-  new Counter({
-    name: `${PREFIX}watch_resyncs_total`,
-    help: 'Re-reads of the prefix after etcd compacted the revision the watch needed',
-    registers: [registry],
-    collect() {
-      followValue(this, 'resyncs', middleware().watchStats.resyncs);
-    },
-  });
+  // Counters that follow one number kept elsewhere: name, help, where the number is.
+  const followed: ReadonlyArray<readonly [string, string, () => number]> = [
+    [
+      'conflicts_total',
+      'Keys changed on both sides, decided by the conflict policy (the loser is recorded)',
+      () => engine()?.counters.conflicts ?? 0,
+    ],
+    [
+      'refused_keys_total',
+      'etcd keys or file keys refused because they map to nothing safe',
+      () => engine()?.counters.refused ?? 0,
+    ],
+    [
+      'parse_errors_total',
+      'Conf files that did not parse (each distinct error once)',
+      () => engine()?.counters.parseErrors ?? 0,
+    ],
+    [
+      'watch_reconnects_total',
+      'etcd watch streams re-established after a failure',
+      () => middleware().watchStats.reconnects,
+    ],
+    [
+      'watch_resyncs_total',
+      'Re-reads of the prefix after etcd compacted the revision the watch needed',
+      () => middleware().watchStats.resyncs,
+    ],
+  ];
+  for (const [name, help, read] of followed) {
+    new Counter({
+      name: `${PREFIX}${name}`,
+      help,
+      registers: [registry],
+      collect() {
+        followValue(this, name, read());
+      },
+    });
+  }
   new Gauge({
     name: `${PREFIX}watch_lag_revisions`,
     help: 'etcd revision seen minus the revision whose changes are all in the files',

@@ -165,6 +165,9 @@ describe('link-etcd sync as a process', () => {
     expect(metrics).toMatch(/link_etcd_watch_lag_revisions 0\b/);
     expect(metrics).toMatch(/link_etcd_last_full_reconcile_timestamp_seconds [1-9]/);
     expect(metrics).toMatch(/link_etcd_process_resident_memory_bytes/);
+    for (const name of ['conflicts', 'refused_keys', 'parse_errors', 'watch_reconnects', 'watch_resyncs']) {
+      expect(metrics).toMatch(new RegExp(`^link_etcd_${name}_total \\d+$`, 'm'));
+    }
 
     await etcd.stop();
     try {
