@@ -8,12 +8,39 @@ export type LinkEtcdErrorCode =
   | 'BAD_INI'
   | 'ETCD_UNAVAILABLE'
   | 'ETCD_AUTH'
+  | 'ETCD_TOKEN_EXPIRED'
   | 'CLUSTER_MISMATCH'
   | 'ETCD_REQUEST'
+  | 'ETCD_COMPACTED'
+  | 'FUTURE_REVISION'
   | 'CLOSED'
   | 'BAD_VALUE'
   | 'MISSING_PARAMETER'
-  | 'FILE_WRITE';
+  | 'FILE_WRITE'
+  | 'FILE_CHANGED'
+  | 'UNSAFE_PATH'
+  | 'HOOK_REFUSED'
+  | 'EXIT';
+
+/**
+ * Failures no retry can fix: a wrong setting, refused credentials, the wrong
+ * cluster, a closed client, a revision etcd has never reached. Everything
+ * else (an unreachable etcd, a file saved under us, a full disk, a hook that
+ * said no) may pass, so the engine and the watch try again later.
+ */
+const TERMINAL: ReadonlySet<LinkEtcdErrorCode> = new Set<LinkEtcdErrorCode>([
+  'BAD_SETTING',
+  'ETCD_AUTH',
+  'CLUSTER_MISMATCH',
+  'CLOSED',
+  'FUTURE_REVISION',
+  'EXIT',
+]);
+
+/** Whether trying the same thing again later may work. Errors that are not ours are retried. */
+export function isRetryable(error: unknown): boolean {
+  return !(error instanceof LinkEtcdError && TERMINAL.has(error.code));
+}
 
 export class LinkEtcdError extends Error {
   readonly code: LinkEtcdErrorCode;
@@ -106,6 +133,35 @@ export class EtcdRequestError extends LinkEtcdError {
   }
 }
 
+/** etcd expired our auth token (an etcd restart does): a new token, then the same request again. */
+export class EtcdTokenExpiredError extends LinkEtcdError {
+  constructor(detail: string, options?: { cause?: unknown }) {
+    super('ETCD_TOKEN_EXPIRED', `etcd expired the auth token (${detail}): getting a new one`, options);
+  }
+}
+
+/** The revision asked for was compacted away: read the state again instead of the history. */
+export class EtcdCompactedError extends LinkEtcdError {
+  constructor(detail: string, options?: { cause?: unknown }) {
+    super(
+      'ETCD_COMPACTED',
+      `etcd compacted the revision asked for (${detail}): reading the state again`,
+      options,
+    );
+  }
+}
+
+/** A revision etcd has not reached: this etcd is not the one the revision came from (wiped, restored). */
+export class FutureRevisionError extends LinkEtcdError {
+  constructor(detail: string, options?: { cause?: unknown }) {
+    super(
+      'FUTURE_REVISION',
+      `etcd has not reached the revision asked for (${detail}): it was wiped or restored from a snapshot; restart link-etcd`,
+      options,
+    );
+  }
+}
+
 /** The middleware was closed; open a new one. */
 export class ClosedError extends LinkEtcdError {
   constructor() {
@@ -136,5 +192,54 @@ export class ConfValueError extends LinkEtcdError {
     const missingOnly = issues.every((i) => i.raw === undefined);
     super(missingOnly ? 'MISSING_PARAMETER' : 'BAD_VALUE', issues.map(describeIssue).join('; '));
     this.issues = issues;
+  }
+}
+
+/** A file changed between the read a write was planned on and the write: nothing was replaced, plan again. */
+export class FileChangedError extends LinkEtcdError {
+  readonly file: string;
+
+  constructor(file: string) {
+    super('FILE_CHANGED', `${file} changed while link-etcd was writing it: it will be merged again`);
+    this.file = file;
+  }
+}
+
+/** A path that would lead out of the conf dir or through a symlink: link-etcd neither reads nor writes it. */
+export class UnsafePathError extends LinkEtcdError {
+  readonly file: string;
+
+  constructor(file: string, reason: string) {
+    super('UNSAFE_PATH', `${file} ${reason}`);
+    this.file = file;
+  }
+}
+
+/** A check_cmd hook said no to a staged file: the old file stays. */
+export class HookRefusedError extends LinkEtcdError {
+  readonly hook: string;
+  readonly file: string;
+
+  constructor(hook: string, file: string, detail: string) {
+    super('HOOK_REFUSED', `hook ${hook}: check_cmd refused the new ${file} (${detail}): the old file stays`);
+    this.hook = hook;
+    this.file = file;
+  }
+}
+
+/** Raw text that is not a value of its parameter's type; the reason becomes a ConfIssue. */
+export class ValueParseError extends LinkEtcdError {
+  constructor(reason: string) {
+    super('BAD_VALUE', reason);
+  }
+}
+
+/** Carries a non-zero exit code out of a command that already reported why, so nothing is printed twice. */
+export class ExitError extends LinkEtcdError {
+  readonly exitCode: number;
+
+  constructor(exitCode: number) {
+    super('EXIT', `exited with ${exitCode}`);
+    this.exitCode = exitCode;
   }
 }

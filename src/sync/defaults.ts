@@ -1,0 +1,18 @@
+/**
+ * The daemon's defaults, in one place: the engine, the settings loader, the
+ * CLI help and the README all read (or quote) these.
+ */
+export const SYNC_DEFAULTS = {
+  /** Key prefix. */
+  prefix: '/',
+  /** Who wins when both sides changed a key since the base. */
+  conflict: 'etcd-wins',
+  /** Carry mass deletions over without a person's word. */
+  allowMassDelete: false,
+  /** Share of the mirrored keys one side may lose at once, across files, before deletions are held. */
+  maxDeleteShare: 0.5,
+  /** Seconds between full reconciles. */
+  fullReconcileSeconds: 300,
+  /** Quiet time after a file event before the file is read (ms). */
+  quietMs: 10,
+} as const;
