@@ -145,7 +145,7 @@ export class EtcdCompactedError extends LinkEtcdError {
   constructor(detail: string, options?: { cause?: unknown }) {
     super(
       'ETCD_COMPACTED',
-      `etcd compacted the revision asked for (${detail}): reading the state again`,
+      `etcd compacted the revision asked for (${detail}): read the current state instead of that revision`,
       options,
     );
   }
@@ -192,6 +192,16 @@ export class ConfValueError extends LinkEtcdError {
     const missingOnly = issues.every((i) => i.raw === undefined);
     super(missingOnly ? 'MISSING_PARAMETER' : 'BAD_VALUE', issues.map(describeIssue).join('; '));
     this.issues = issues;
+  }
+}
+
+/** A conf file could not be written (a full disk, a read-only folder): the old file stays, the next pass tries again. */
+export class FileWriteError extends LinkEtcdError {
+  readonly file: string;
+
+  constructor(file: string, detail: string, options?: { cause?: unknown }) {
+    super('FILE_WRITE', `cannot write ${file} (${detail})`, options);
+    this.file = file;
   }
 }
 

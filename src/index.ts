@@ -27,10 +27,14 @@ export {
   type ConfIssue,
   ConfValueError,
   EtcdAuthError,
+  EtcdCompactedError,
   EtcdKeyError,
   EtcdRequestError,
+  EtcdTokenExpiredError,
   EtcdUnavailableError,
+  FutureRevisionError,
   IniSyntaxError,
+  isRetryable,
   LinkEtcdError,
   type LinkEtcdErrorCode,
   SettingsError,
@@ -52,5 +56,7 @@ export {
   SyncEngine,
   type SyncOptions,
   type SyncReconfiguration,
+  type SyncStatus,
 } from './sync/engine.js';
-export type { Blocked, Conflict, ConflictPolicy } from './sync/plan.js';
+export type { Blocked } from './sync/guard.js';
+export type { Conflict, ConflictPolicy } from './sync/merge.js';

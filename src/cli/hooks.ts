@@ -1,15 +1,8 @@
 import { spawn } from 'node:child_process';
 import picomatch from 'picomatch';
-import { LinkEtcdError } from '../errors.js';
+import { HookRefusedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { HookSpec } from './sync-settings.js';
-
-/** A check_cmd said no: the old file stays. */
-export class HookRefusedError extends LinkEtcdError {
-  constructor(hook: string, file: string, detail: string) {
-    super('BAD_VALUE', `hook ${hook}: check_cmd refused the new ${file} (${detail}): the old file stays`);
-  }
-}
 
 /**
  * `{file}` and `{path}` -> references to LINK_ETCD_FILE / LINK_ETCD_PATH,

@@ -33,7 +33,7 @@ export function createMetrics(
     last.set(id, now);
   };
   const follow = (metric: Counter<string>, key: keyof SyncCounters, labels: Record<string, string> = {}) =>
-    followValue(metric, `${key}${JSON.stringify(labels)}`, engine()?.counters[key] ?? 0, labels);
+    followValue(metric, `${key}${JSON.stringify(labels)}`, engine()?.status().counters[key] ?? 0, labels);
 
   new Counter({
     name: `${PREFIX}changes_applied_total`,
@@ -50,17 +50,17 @@ export function createMetrics(
     [
       'conflicts_total',
       'Keys changed on both sides, decided by the conflict policy (the loser is recorded)',
-      () => engine()?.counters.conflicts ?? 0,
+      () => engine()?.status().counters.conflicts ?? 0,
     ],
     [
       'refused_keys_total',
       'etcd keys or file keys refused because they map to nothing safe',
-      () => engine()?.counters.refused ?? 0,
+      () => engine()?.status().counters.refused ?? 0,
     ],
     [
       'parse_errors_total',
       'Conf files that did not parse (each distinct error once)',
-      () => engine()?.counters.parseErrors ?? 0,
+      () => engine()?.status().counters.parseErrors ?? 0,
     ],
     [
       'watch_reconnects_total',
@@ -88,7 +88,7 @@ export function createMetrics(
     help: 'etcd revision seen minus the revision whose changes are all in the files',
     registers: [registry],
     collect() {
-      const applied = engine()?.appliedRevision ?? 0;
+      const applied = engine()?.status().appliedRevision ?? 0;
       this.set(Math.max(0, middleware().watchStats.headerRevision - applied));
     },
   });
@@ -97,7 +97,7 @@ export function createMetrics(
     help: 'When the last full reconcile finished (unix time)',
     registers: [registry],
     collect() {
-      const at = engine()?.lastFullReconcile;
+      const at = engine()?.status().lastFullReconcile;
       this.set(at === undefined ? 0 : at / 1000);
     },
   });
@@ -106,7 +106,7 @@ export function createMetrics(
     help: '1 when in sync and not holding back a mass deletion',
     registers: [registry],
     collect() {
-      this.set(engine()?.ready ? 1 : 0);
+      this.set(engine()?.status().ready ? 1 : 0);
     },
   });
   const propagation = new Histogram({

@@ -1,12 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { LinkEtcdError } from '../errors.js';
+import { ExitError, LinkEtcdError } from '../errors.js';
 import { EtcdMiddleware, type MiddlewareOptions } from '../middleware/middleware.js';
-import { CONFLICT_POLICIES } from '../sync/plan.js';
+import { SYNC_DEFAULTS } from '../sync/defaults.js';
+import { CONFLICT_POLICY_NAMES as CONFLICT_POLICIES } from '../sync/merge.js';
 import { describeStatus, doctorProblems } from './doctor.js';
 import { LOG_FORMATS } from './logger.js';
 import { parseCliValue } from './parse-value.js';
-import { runSync, SyncFailed } from './sync-command.js';
+import { runSync } from './sync-command.js';
 import { LOG_LEVELS, type SyncKey } from './sync-settings.js';
 
 export interface CliIo {
@@ -121,17 +122,21 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       const problems = doctorProblems(status);
       if (opts.json) io.stdout(JSON.stringify({ ...status, healthy: problems.length === 0, problems }));
       else for (const line of describeStatus(status, problems)) io.stdout(line);
-      if (problems.length > 0) throw new SyncFailed(1);
+      if (problems.length > 0) throw new ExitError(1);
     });
 
   program
     .command('sync')
     .description('mirror every .conf file under the conf dir with etcd, both ways, until stopped')
-    .option('--prefix <prefix>', 'etcd key prefix in front of every conf path (default /)')
+    .option(
+      '--prefix <prefix>',
+      `etcd key prefix in front of every conf path (default ${SYNC_DEFAULTS.prefix})`,
+    )
     .addOption(
-      new Option('--conflict <policy>', 'who wins when both sides changed a key (default etcd-wins)').choices(
-        CONFLICT_POLICIES,
-      ),
+      new Option(
+        '--conflict <policy>',
+        `who wins when both sides changed a key (default ${SYNC_DEFAULTS.conflict})`,
+      ).choices(CONFLICT_POLICIES),
     )
     .option('--once', 'reconcile once, then exit (init containers, cron)')
     .option('--dry-run', 'print what would change, both ways, and exit')
@@ -140,8 +145,14 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       'where the base journal lives (default $STATE_DIRECTORY, $XDG_STATE_HOME/link-etcd)',
     )
     .option('--allow-mass-delete', 'carry over deletions the mass-deletion guard would hold back')
-    .option('--full-reconcile <seconds>', 'seconds between full reconciles (default 300)')
-    .option('--max-delete-share <share>', 'share of mirrored keys one side may lose at once (default 0.5)')
+    .option(
+      '--full-reconcile <seconds>',
+      `seconds between full reconciles (default ${SYNC_DEFAULTS.fullReconcileSeconds})`,
+    )
+    .option(
+      '--max-delete-share <share>',
+      `share of mirrored keys one side may lose at once (default ${SYNC_DEFAULTS.maxDeleteShare})`,
+    )
     .addOption(new Option('--log-level <level>', 'log level (default info)').choices(LOG_LEVELS))
     .addOption(
       new Option('--log-format <format>', 'json lines, or pretty (default: pretty on a terminal)').choices(
@@ -170,14 +181,14 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         { once: once === true, dryRun: dryRun === true, flags: flagsGiven },
         io,
       );
-      if (code !== 0) throw new SyncFailed(code);
+      if (code !== 0) throw new ExitError(code);
     });
 
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return 0;
   } catch (error) {
-    if (error instanceof SyncFailed) return error.exitCode;
+    if (error instanceof ExitError) return error.exitCode;
     if (error instanceof CommanderError) {
       // --help and --version exit through here with code 0.
       return error.exitCode === 0 ? 0 : 2;

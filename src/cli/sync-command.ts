@@ -12,13 +12,6 @@ import { createMetrics } from './metrics.js';
 import type { CliIo } from './program.js';
 import { loadSyncSettings, type SyncKey, type SyncSettings } from './sync-settings.js';
 
-/** Carries a non-zero exit code out of a command without printing a second error line. */
-export class SyncFailed extends Error {
-  constructor(readonly exitCode: number) {
-    super(`sync exited with ${exitCode}`);
-  }
-}
-
 export interface SyncRun {
   readonly once?: boolean;
   readonly dryRun?: boolean;
@@ -96,8 +89,9 @@ export async function runSync(
           ready: async () => {
             const reasons: string[] = [];
             if (!(await middleware.ping(2_000))) reasons.push('etcd does not answer');
-            if (running.lastFullReconcile === undefined) reasons.push('the first reconcile has not finished');
-            for (const b of running.blocked) {
+            if (running.status().lastFullReconcile === undefined)
+              reasons.push('the first reconcile has not finished');
+            for (const b of running.status().blocked) {
               reasons.push(`mass deletion held back (${b.side}: ${b.deletions} of ${b.of} keys)`);
             }
             if (!middleware.watchStats.connected) reasons.push('the etcd watch is not connected');

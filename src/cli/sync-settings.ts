@@ -1,8 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SettingsError } from '../errors.js';
+import { parseBoolean } from '../ini/boolean.js';
 import { parseIni } from '../ini/parse.js';
-import { CONFLICT_POLICIES, type ConflictPolicy } from '../sync/plan.js';
+import { SYNC_DEFAULTS } from '../sync/defaults.js';
+import { CONFLICT_POLICY_NAMES as CONFLICT_POLICIES, type ConflictPolicy } from '../sync/merge.js';
 
 /** A confd/consul-template style hook, from a `[HOOK name]` section of sync.conf. */
 export interface HookSpec {
@@ -60,9 +62,8 @@ type Raw = { value: string | boolean; source: string };
 
 const bool = (key: string, raw: Raw): boolean => {
   if (typeof raw.value === 'boolean') return raw.value;
-  const word = raw.value.trim().toLowerCase();
-  if (['true', 'yes', 'on', '1'].includes(word)) return true;
-  if (['false', 'no', 'off', '0'].includes(word)) return false;
+  const value = parseBoolean(raw.value);
+  if (value !== undefined) return value;
   throw new SettingsError(key, `Expected \`${key}\` to be a boolean, got \`${raw.value}\``, raw.source);
 };
 
@@ -176,12 +177,12 @@ export async function loadSyncSettings(
     signal: raw('reload_signal'),
   };
   return {
-    prefix: text('prefix') ?? '/',
-    conflict: r.conflict ? oneOf('conflict', r.conflict, CONFLICT_POLICIES) : 'etcd-wins',
+    prefix: text('prefix') ?? SYNC_DEFAULTS.prefix,
+    conflict: r.conflict ? oneOf('conflict', r.conflict, CONFLICT_POLICIES) : SYNC_DEFAULTS.conflict,
     stateDir: text('state_dir'),
-    allowMassDelete: r.allow ? bool('allow_mass_delete', r.allow) : false,
-    fullReconcile: r.full ? positive('full_reconcile', r.full) : 300,
-    maxDeleteShare: r.share ? positive('max_delete_share', r.share, 1) : 0.5,
+    allowMassDelete: r.allow ? bool('allow_mass_delete', r.allow) : SYNC_DEFAULTS.allowMassDelete,
+    fullReconcile: r.full ? positive('full_reconcile', r.full) : SYNC_DEFAULTS.fullReconcileSeconds,
+    maxDeleteShare: r.share ? positive('max_delete_share', r.share, 1) : SYNC_DEFAULTS.maxDeleteShare,
     logLevel: r.level ? oneOf('log_level', r.level, LOG_LEVELS) : 'info',
     logFormat: r.format ? oneOf('log_format', r.format, ['json', 'pretty'] as const) : undefined,
     http: text('http'),

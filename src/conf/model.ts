@@ -7,7 +7,7 @@ export interface Parameter<N extends string = string, V = unknown, Present exten
   readonly default: V | undefined;
   readonly required: boolean;
   readonly description: string | undefined;
-  /** Raw text -> value; rejects with a ParseFailure naming the reason. */
+  /** Raw text -> value; rejects with a ValueParseError naming the reason. */
   readonly parse: (raw: string) => Promise<V>;
   /** Type-level only: whether the value is always there. */
   readonly present?: Present;

@@ -1,6 +1,5 @@
-import type { ConfIssue } from '../errors.js';
+import { type ConfIssue, ValueParseError } from '../errors.js';
 import { type Category, type ConfDeclaration, type ConfValues, categoriesOf, type RawConf } from './model.js';
-import { ParseFailure } from './value-types.js';
 
 export interface Resolved<D extends ConfDeclaration> {
   readonly values: ConfValues<D>;
@@ -43,7 +42,7 @@ async function resolveCategory(
       try {
         return [p.name, await p.parse(text)];
       } catch (error) {
-        const reason = error instanceof ParseFailure ? error.message : String(error);
+        const reason = error instanceof ValueParseError ? error.message : String(error);
         issues.push({ path, category: cat.name, parameter: p.name, raw: text, reason });
         return [p.name, fallback];
       }

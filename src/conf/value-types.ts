@@ -1,3 +1,5 @@
+import { ValueParseError } from '../errors.js';
+import { BOOLEAN_DESCRIPTION, parseBoolean } from '../ini/boolean.js';
 import { isStandardSchema, type StandardSchemaV1 } from './standard-schema.js';
 
 /** The named types a Parameter may have. */
@@ -27,37 +29,31 @@ export type ValueOf<T> = T extends 'string'
               ? Awaited<R>
               : never;
 
-/** Thrown by a parser when the raw text is not a value of its type. */
-export class ParseFailure extends Error {}
-
-const TRUE = new Set(['true', 'yes', 'on', '1']);
-const FALSE = new Set(['false', 'no', 'off', '0']);
-
 const BUILTIN: Record<BuiltinType, (raw: string) => unknown> = {
   string: (raw) => raw,
   int: (raw) => {
     const text = raw.trim();
     const n = Number(text);
-    if (!/^[+-]?\d+$/.test(text) || !Number.isSafeInteger(n)) throw new ParseFailure('expected an integer');
+    if (!/^[+-]?\d+$/.test(text) || !Number.isSafeInteger(n))
+      throw new ValueParseError('expected an integer');
     return n;
   },
   float: (raw) => {
     const text = raw.trim();
     const n = Number(text);
-    if (text === '' || !Number.isFinite(n)) throw new ParseFailure('expected a number');
+    if (text === '' || !Number.isFinite(n)) throw new ValueParseError('expected a number');
     return n;
   },
   bool: (raw) => {
-    const word = raw.trim().toLowerCase();
-    if (TRUE.has(word)) return true;
-    if (FALSE.has(word)) return false;
-    throw new ParseFailure('expected a boolean (true/false, yes/no, on/off, 1/0)');
+    const value = parseBoolean(raw);
+    if (value === undefined) throw new ValueParseError(`expected a boolean (${BOOLEAN_DESCRIPTION})`);
+    return value;
   },
   json: (raw) => {
     try {
       return JSON.parse(raw) as unknown;
     } catch (error) {
-      throw new ParseFailure(`expected JSON: ${(error as Error).message}`);
+      throw new ValueParseError(`expected JSON: ${(error as Error).message}`);
     }
   },
   list: (raw) =>
@@ -69,7 +65,7 @@ const BUILTIN: Record<BuiltinType, (raw: string) => unknown> = {
           .filter((item) => item !== ''),
 };
 
-/** Turns a declared type into one async parser whose failures are `ParseFailure`s with a reason. */
+/** Turns a declared type into one async parser whose failures are `ValueParseError`s with a reason. */
 export function parserFor(type: ParamType): (raw: string) => Promise<unknown> {
   if (typeof type === 'string') {
     const parse = BUILTIN[type];
@@ -79,7 +75,7 @@ export function parserFor(type: ParamType): (raw: string) => Promise<unknown> {
   if (isStandardSchema(type)) {
     return async (raw) => {
       const result = await type['~standard'].validate(raw);
-      if (result.issues) throw new ParseFailure(result.issues.map((i) => i.message).join('; '));
+      if (result.issues) throw new ValueParseError(result.issues.map((i) => i.message).join('; '));
       return result.value;
     };
   }
@@ -87,7 +83,7 @@ export function parserFor(type: ParamType): (raw: string) => Promise<unknown> {
     try {
       return await type(raw);
     } catch (error) {
-      throw new ParseFailure(error instanceof Error ? error.message : String(error));
+      throw new ValueParseError(error instanceof Error ? error.message : String(error));
     }
   };
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { lstat, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { FileChangedError } from '../errors.js';
 
 /** Temp files of ours start with this, so a restart can find and remove the ones a crash left. */
 export const TEMP_MARK = '.link-etcd-';
@@ -24,13 +25,6 @@ export interface AtomicWriteOptions {
   readonly expect?: FileSignature | null;
   /** Owner to give a new version, as the old one had (needs the right to chown; skipped otherwise). */
   readonly owner?: { readonly uid: number; readonly gid: number };
-}
-
-/** The file changed between the caller's read and the rename: nothing was replaced. */
-export class FileChangedError extends Error {
-  constructor(readonly file: string) {
-    super(`${file} changed while it was being replaced`);
-  }
 }
 
 async function fsyncDir(dir: string): Promise<void> {

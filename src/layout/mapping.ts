@@ -1,4 +1,5 @@
 import { posix } from 'node:path';
+import { hasControl, mirroredRefusal, type Refusal } from './mirrored.js';
 
 /**
  * The one mapping between the three views of DESIGN.md §1, as a value every
@@ -20,52 +21,6 @@ export interface KeyAddress {
   readonly confPath: string;
   readonly section: string;
   readonly key: string;
-}
-
-/** Why a name is refused, or undefined when it is safe. */
-export type Refusal = string | undefined;
-
-const hasControl = (text: string): boolean => {
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x20 || c === 0x7f) return true;
-  }
-  return false;
-};
-/** Linux NAME_MAX: a longer segment cannot be a file name. */
-const MAX_SEGMENT_BYTES = 255;
-
-/** A path segment safe to create on disk under the conf dir. */
-export function segmentRefusal(segment: string): Refusal {
-  if (segment === '') return 'empty path segment';
-  if (segment === '.' || segment === '..') return `\`${segment}\` path segment`;
-  if (segment.startsWith('.')) return 'segment starts with a dot (hidden files are not mirrored)';
-  if (hasControl(segment)) return 'control character in a path segment';
-  if (segment.includes('\\')) return 'backslash in a path segment';
-  if (Buffer.byteLength(segment) > MAX_SEGMENT_BYTES)
-    return `path segment longer than ${MAX_SEGMENT_BYTES} bytes`;
-  return undefined;
-}
-
-/** Editors' and our own temp and backup files: never mirrored even when they end in `.conf`. */
-const TEMP_NAME = /(^\.|~$|\.swp$|\.swx$|\.tmp$|\.bak$|\.orig$|^#.*#$|^\.#)/;
-
-/**
- * Whether a conf path (relative, `/`-separated) is mirrored: `**\/*.conf`,
- * never under `link/etcd/` (the middleware's own settings, which may hold a
- * password, and the daemon's), never a dot-file or a dot-folder.
- */
-export function mirroredRefusal(confPath: string): Refusal {
-  if (!confPath.endsWith('.conf')) return 'not a .conf file';
-  const parts = confPath.split('/');
-  if (parts[0] === 'link' && parts[1] === 'etcd')
-    return 'link/etcd/ holds link-etcd settings and is never mirrored';
-  for (const part of parts) {
-    const refusal = segmentRefusal(part);
-    if (refusal !== undefined) return refusal;
-  }
-  if (TEMP_NAME.test(parts[parts.length - 1] as string)) return 'an editor temp or backup file';
-  return undefined;
 }
 
 /** A section or key name INI can hold on one line and read back as the same name. */

@@ -22,7 +22,15 @@ import {
 } from 'etcd3';
 // The pool is not re-exported by etcd3's index; its module is public in the published package.
 import { ConnectionPool } from 'etcd3/lib/connection-pool.js';
-import { EtcdAuthError, EtcdRequestError, EtcdUnavailableError, LinkEtcdError } from '../errors.js';
+import {
+  EtcdAuthError,
+  EtcdCompactedError,
+  EtcdRequestError,
+  EtcdTokenExpiredError,
+  EtcdUnavailableError,
+  FutureRevisionError,
+  LinkEtcdError,
+} from '../errors.js';
 import type { EtcdSettings } from './settings.js';
 import type { TlsMaterial } from './tls.js';
 
@@ -94,18 +102,43 @@ export function openConnection(
   };
 }
 
+type FromMessage = (detail: string, options: { cause?: unknown }) => LinkEtcdError;
+
+/**
+ * The one place where the text of an etcd answer decides what went wrong (as
+ * etcd3's `grpcMessageToError` does): the first pattern the message matches
+ * wins. Watch cancel reasons and stream errors carry only text, and etcd3
+ * casts compaction and future revisions to generic classes.
+ */
+const ETCD_MESSAGES: ReadonlyArray<readonly [RegExp, FromMessage]> = [
+  // An etcd restart expires every token: get a new one, not an error (checked before the auth row).
+  [/invalid auth token|auth token.*(expired|invalid)/i, (d, o) => new EtcdTokenExpiredError(d, o)],
+  [/permission denied|authentication failed/i, (d, o) => new EtcdAuthError(d, o)],
+  [/future revision/, (d, o) => new FutureRevisionError(d, o)],
+  [/compacted/, (d, o) => new EtcdCompactedError(d, o)],
+];
+
+/** `7 PERMISSION_DENIED: etcdserver: permission denied` -> `etcdserver: permission denied`. */
+function detailOf(message: string): string {
+  return message.replace(/^\d+ [A-Z_]+: /, '');
+}
+
+function fromMessage(message: string, cause: unknown): LinkEtcdError | undefined {
+  for (const [pattern, make] of ETCD_MESSAGES) {
+    if (pattern.test(message)) return make(detailOf(message), { cause });
+  }
+  return undefined;
+}
+
+/** What an etcd message alone says went wrong (a watch's cancel reason, a stream's error): EtcdRequestError when the table does not know it. */
+export function classifyReason(message: string): LinkEtcdError {
+  return fromMessage(message, undefined) ?? new EtcdRequestError(`etcd failed the request: ${message}`);
+}
+
 /** Converts the etcd3/gRPC error zoo into our few classes at the boundary. */
 export function toLinkError(error: unknown, endpoints: readonly string[]): LinkEtcdError {
   if (error instanceof LinkEtcdError) return error;
   const err = error instanceof Error ? error : new Error(String(error));
-  if (
-    err instanceof EtcdAuthenticationFailedError ||
-    err instanceof EtcdPermissionDeniedError ||
-    err instanceof EtcdInvalidAuthTokenError ||
-    err instanceof GRPCUnauthenticatedError
-  ) {
-    return new EtcdAuthError(err.message.replace(/^\d+ [A-Z_]+: /, ''), { cause: err });
-  }
   if (
     err instanceof GRPCUnavailableError ||
     err instanceof GRPCDeadlineExceededError ||
@@ -113,6 +146,18 @@ export function toLinkError(error: unknown, endpoints: readonly string[]): LinkE
     err.name === 'TaskCancelledError'
   ) {
     return new EtcdUnavailableError(endpoints, err.message.split('\n')[0] ?? err.name, { cause: err });
+  }
+  // A Node system error (`EACCES: permission denied, open ...`) is not an answer of etcd's: the table does not read it.
+  const fromNode = typeof (err as NodeJS.ErrnoException).code === 'string';
+  const known = fromNode ? undefined : fromMessage(err.message, err);
+  if (known) return known;
+  if (
+    err instanceof EtcdAuthenticationFailedError ||
+    err instanceof EtcdPermissionDeniedError ||
+    err instanceof EtcdInvalidAuthTokenError ||
+    err instanceof GRPCUnauthenticatedError
+  ) {
+    return new EtcdAuthError(detailOf(err.message), { cause: err });
   }
   return new EtcdRequestError(`etcd at ${endpoints.join(', ')} failed the request: ${err.message}`, {
     cause: err,

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { inspect } from 'node:util';
 import { IniSyntaxError, SettingsError } from '../errors.js';
+import { BOOLEAN_DESCRIPTION, parseBoolean } from '../ini/boolean.js';
 import { parseIni } from '../ini/parse.js';
 import { confDir as defaultConfDir, middlewareConfPath } from '../layout/conf-dir.js';
 
@@ -172,18 +173,11 @@ function asSeconds(key: Key, raw: Sourced | undefined, fallback: number): number
   return n;
 }
 
-const TRUE = new Set(['true', 'yes', 'on', '1']);
-const FALSE = new Set(['false', 'no', 'off', '0']);
-
 function asBool(key: Key, raw: Sourced | undefined, fallback: boolean): boolean {
   if (raw === undefined || raw.value === undefined) return fallback;
   if (typeof raw.value === 'boolean') return raw.value;
-  if (typeof raw.value === 'string') {
-    const word = raw.value.trim().toLowerCase();
-    if (TRUE.has(word)) return true;
-    if (FALSE.has(word)) return false;
-  }
-  return fail(key, 'a boolean (true/false, yes/no, on/off, 1/0)', raw);
+  const value = typeof raw.value === 'string' ? parseBoolean(raw.value) : undefined;
+  return value ?? fail(key, `a boolean (${BOOLEAN_DESCRIPTION})`, raw);
 }
 
 /** `host` may be `h`, `h:port`, `[v6]:port` or `http(s)://h:port`; hosts without a port take `port`. */

@@ -1,8 +1,8 @@
 import type { IWatchRequest, IWatchResponse } from 'etcd3';
 import type { Logger } from 'pino';
 import { Observable, type Subscriber } from 'rxjs';
-import { EtcdAuthError } from '../errors.js';
-import { type Connection, toLinkError } from './connection.js';
+import { EtcdAuthError, isRetryable } from '../errors.js';
+import { type Connection, classifyReason, toLinkError } from './connection.js';
 import { type KeyValue, prefixEnd, readRange } from './range.js';
 
 /** One change under a watched prefix. */
@@ -79,23 +79,12 @@ export interface WatchContext {
 const CREATE_TIMEOUT_MS = 5_000;
 const BACKOFF_MIN_MS = 50;
 const STABLE_MS = 10_000;
-/** etcd cancels a stream whose auth token expired (after an etcd restart, say): get a new token, not an error. */
-const TOKEN_EXPIRED = /invalid auth token|auth token.*(expired|invalid)/i;
 
 /** etcd3's pool refreshes its token only on unary calls; a watch stream must ask for it. */
 function refreshToken(conn: Connection): void {
   (
     conn.pool as unknown as { authenticator?: { invalidateMetadata?: () => void } }
   ).authenticator?.invalidateMetadata?.();
-}
-
-/** Errors no retry will fix: wrong settings, the wrong cluster, refused credentials, a revision from the future. */
-function isTerminal(error: unknown): boolean {
-  const failure = toLinkError(error, []);
-  if (['BAD_SETTING', 'CLUSTER_MISMATCH', 'ETCD_AUTH', 'CLOSED'].includes(failure.code)) {
-    return !TOKEN_EXPIRED.test(failure.message);
-  }
-  return /future revision/.test(failure.message);
 }
 const BACKOFF_MAX_MS = 2_000;
 
@@ -243,7 +232,8 @@ export function watchBatches(
         }
         connect();
       } catch (error) {
-        if (mode === 'start' && /compacted/.test(String((error as Error).message))) {
+        const failure = toLinkError(error, []);
+        if (mode === 'start' && failure.code === 'ETCD_COMPACTED') {
           // The history asked for is gone: the subscriber knows nothing, so every key is a change.
           known = new Map();
           lastRevision = (options.startRevision as number) - 1;
@@ -251,7 +241,8 @@ export function watchBatches(
           void resync('gap');
           return;
         }
-        if (isTerminal(error)) return subscriber.error(toLinkError(error, []));
+        // No retry fixes wrong settings, the wrong cluster, refused credentials or a revision from the future.
+        if (!isRetryable(failure)) return subscriber.error(failure);
         later('read', () => void resync(mode), error);
       }
     };
@@ -272,12 +263,14 @@ export function watchBatches(
           return;
         }
         const reason = res.cancel_reason || 'cancelled by etcd';
-        if (TOKEN_EXPIRED.test(reason)) {
+        const failure = classifyReason(reason);
+        // etcd cancels a stream whose auth token expired (after an etcd restart, say): get a new token, not an error.
+        if (failure.code === 'ETCD_TOKEN_EXPIRED') {
           void ctx.connection().then(
             (conn) => refreshToken(conn),
             () => undefined,
           );
-        } else if (/permission denied|authentication failed/i.test(reason)) {
+        } else if (failure.code === 'ETCD_AUTH') {
           subscriber.error(new EtcdAuthError(`watch on \`${prefix}\` cancelled: ${reason}`));
           return;
         }
@@ -355,7 +348,7 @@ export function watchBatches(
             clearTimeout(createTimer);
             clearTimeout(stable);
             if (myEpoch !== epoch || closed) return;
-            if (TOKEN_EXPIRED.test(err.message)) refreshToken(conn);
+            if (classifyReason(err.message).code === 'ETCD_TOKEN_EXPIRED') refreshToken(conn);
             pool.markFailed(resource, err);
             dropStream();
             later('stream', connect, err);
@@ -378,8 +371,9 @@ export function watchBatches(
         })
         .catch((error: unknown) => {
           if (myEpoch !== epoch) return;
-          if (isTerminal(error)) {
-            subscriber.error(toLinkError(error, []));
+          const failure = toLinkError(error, []);
+          if (!isRetryable(failure)) {
+            subscriber.error(failure);
             return;
           }
           later('connection', connect, error);

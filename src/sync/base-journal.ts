@@ -3,7 +3,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../files/atomic-write.js';
-import type { BaseEntry } from './plan.js';
+import type { BaseEntry } from './merge.js';
 
 /**
  * Where the daemon keeps its state: `$STATE_DIRECTORY` (systemd's

@@ -61,19 +61,11 @@ describe('link-etcd CLI (spawned, real etcd)', () => {
     expect(res.stderr).toContain('127.0.0.1:1');
   });
 
-  it('exits 2 on a usage error and 0 on --help', async () => {
-    expect((await cli('frobnicate')).code).toBe(2);
-    expect((await cli('get')).code).toBe(2);
+  // Usage errors, --help and --version of every command run in process: test/unit/cli-usage.test.ts.
+  it('the built binary runs: --help exits 0 with the usage on stdout', async () => {
     const help = await cli('--help');
-    expect(help.code).toBe(0);
-    expect(help.stdout).toMatch(/watch/);
-    for (const command of ['get', 'set', 'del', 'watch', 'doctor', 'sync']) {
-      const sub = await cli(command, '--help');
-      expect(sub.code).toBe(0);
-      expect(sub.stdout).toContain(`Usage: link-etcd ${command}`);
-    }
-    const version = await cli('--version');
-    expect(version).toMatchObject({ code: 0, stdout: expect.stringMatching(/^\d+\.\d+\.\d+\n$/) });
+    expect(help).toMatchObject({ code: 0, stderr: '' });
+    expect(help.stdout).toMatch(/^Usage: link-etcd /);
   });
 
   it('watch prints one JSON object a line and exits 0 on SIGTERM', async () => {

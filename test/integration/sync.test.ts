@@ -30,7 +30,7 @@ describe('link-etcd sync (real etcd, real files)', () => {
     const file = join(f.confDir, 'myproject', 'app.conf');
     await writeFile(file, APP);
     await f.start();
-    expect(f.engine.ready).toBe(true);
+    expect(f.engine.status().ready).toBe(true);
     expect(await etcdValue(`${f.prefix}myproject/app.conf/MYCONF/myparam`)).toBe('3');
 
     await etcd.etcdctl('put', `${f.prefix}myproject/app.conf/MYCONF/myparam`, '7');
@@ -205,8 +205,8 @@ describe('link-etcd sync (real etcd, real files)', () => {
     await waitFor(async () => (await etcdValue(`${f.prefix}a.conf/S/k`)) === undefined);
 
     for (const n of ['b', 'c', 'd']) await rm(join(f.confDir, `${n}.conf`));
-    await waitFor(() => f.engine.blocked.length > 0);
-    expect(f.engine.ready).toBe(false);
+    await waitFor(() => f.engine.status().blocked.length > 0);
+    expect(f.engine.status().ready).toBe(false);
     expect(await etcdKeys(f.prefix)).toHaveLength(3);
     expect(f.lines.some((l) => l.level === 50 && String(l.msg).includes('--allow-mass-delete'))).toBe(true);
     await f.stop();
@@ -222,7 +222,7 @@ describe('link-etcd sync (real etcd, real files)', () => {
     await f.stop();
     await etcd.etcdctl('del', '--prefix', f.prefix);
     await f.start();
-    expect(f.engine.ready).toBe(false);
+    expect(f.engine.status().ready).toBe(false);
     expect(await readFile(join(f.confDir, 'a.conf'), 'utf8')).toBe('[S]\nk = a\n');
     await f.stop();
 
@@ -231,7 +231,7 @@ describe('link-etcd sync (real etcd, real files)', () => {
     await etcd.etcdctl('put', `${f.prefix}b.conf/S/k`, 'b');
     await f.start();
     expect(await etcdKeys(f.prefix)).toHaveLength(2);
-    expect(f.engine.blocked[0]?.side).toBe('conf-dir');
+    expect(f.engine.status().blocked[0]?.side).toBe('conf-dir');
   });
 
   it('keeps a file edit made while etcd is down, and pushes it once etcd is back', async () => {
@@ -257,9 +257,8 @@ describe('link-etcd sync (real etcd, real files)', () => {
     const f = await fixture();
     const file = join(f.confDir, 'missed.conf');
     await writeFile(file, '[S]\nk = 1\n');
-    await f.start({ fullReconcileMs: 300 });
-    // Simulate the file watcher missing everything from now on.
-    await (f.engine as unknown as { fileWatcher: { close(): Promise<void> } }).fileWatcher.close();
+    // No file watcher: as if it missed every event from now on.
+    await f.start({ fullReconcileMs: 300, watchFiles: false });
     await writeFile(file, '[S]\nk = unseen\n');
     await waitFor(async () => (await etcdValue(`${f.prefix}missed.conf/S/k`)) === 'unseen');
   });

@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { EtcdMiddleware } from '../../src/middleware/middleware.js';
 import { SyncEngine, type SyncOptions } from '../../src/sync/engine.js';
 import type { EtcdServer } from '../harness/etcd.js';
 import { captureLogger, clientFor } from './client.js';
@@ -11,6 +12,8 @@ export interface SyncFixture {
   readonly stateDir: string;
   readonly prefix: string;
   readonly lines: Array<Record<string, unknown>>;
+  /** The client the engine writes with (a test may slow it down). */
+  readonly middleware: EtcdMiddleware;
   engine: SyncEngine;
   /** Starts (or starts again, on the same conf dir and base) a daemon in this process. */
   start(options?: Partial<SyncOptions>): Promise<SyncEngine>;
@@ -32,6 +35,7 @@ export async function syncFixture(target: { host: string; port: number }): Promi
     stateDir,
     prefix,
     lines,
+    middleware,
     engine: undefined as unknown as SyncEngine,
     async start(options = {}) {
       fixture.engine = new SyncEngine({

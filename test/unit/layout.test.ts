@@ -2,7 +2,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeValue, encodeValue } from '../../src/ini/escape.js';
 import { parseIni } from '../../src/ini/parse.js';
-import { keyOf, layout, mirroredRefusal, parseKey } from '../../src/layout/mapping.js';
+import { keyOf, layout, parseKey } from '../../src/layout/mapping.js';
+import { mirroredRefusal } from '../../src/layout/mirrored.js';
 
 describe('conf path <-> key mapping', () => {
   const l = layout('/');

@@ -6,15 +6,19 @@ import {
   type ConflictPolicy,
   decide,
   type EtcdEntry,
-  type Plan,
-  type PlanInput,
-  plan,
-} from '../../src/sync/plan.js';
+} from '../../src/sync/merge.js';
+import { type Plan, type PlanGuard, type PlanInput, plan as planWith } from '../../src/sync/plan.js';
 
 const e = (value: string, modRevision: number): EtcdEntry => ({ value, modRevision });
 const open = { confDirEmpty: false, allowMassDelete: false, maxDeleteShare: 0.5 };
 
-function input(over: Partial<PlanInput>): PlanInput {
+type TestInput = PlanInput & { readonly guard: PlanGuard };
+
+function plan(i: TestInput): Plan {
+  return planWith(i, i.guard);
+}
+
+function input(over: Partial<TestInput>): TestInput {
   return {
     base: new Map(),
     files: new Map(),
@@ -33,18 +37,18 @@ describe('decide: one key, three states', () => {
   it.each([
     ['in sync', b, 'v', e('v', 5), 'none'],
     ['base stale (etcd rewrote the same value)', b, 'v', e('v', 9), 'base'],
-    ['changed in etcd', b, 'v', e('w', 9), 'file'],
-    ['deleted in etcd', b, 'v', undefined, 'file'],
-    ['changed in the file', b, 'w', e('v', 5), 'etcd'],
-    ['deleted in the file', b, undefined, e('v', 5), 'etcd'],
-    ['new in the file', undefined, 'w', undefined, 'etcd'],
-    ['new in etcd', undefined, undefined, e('w', 9), 'file'],
+    ['changed in etcd', b, 'v', e('w', 9), 'to-file'],
+    ['deleted in etcd', b, 'v', undefined, 'to-file'],
+    ['changed in the file', b, 'w', e('v', 5), 'to-etcd'],
+    ['deleted in the file', b, undefined, e('v', 5), 'to-etcd'],
+    ['new in the file', undefined, 'w', undefined, 'to-etcd'],
+    ['new in etcd', undefined, undefined, e('w', 9), 'to-file'],
     ['both changed alike', b, 'w', e('w', 9), 'base'],
     ['both deleted', b, undefined, undefined, 'base'],
-    ['file deleted, etcd changed: the change wins', b, undefined, e('w', 9), 'file'],
-    ['etcd deleted, file changed: the change wins', b, 'w', undefined, 'etcd'],
-    ['both changed differently: etcd wins by default', b, 'x', e('y', 9), 'file'],
-    ['both new, different: etcd wins by default', undefined, 'x', e('y', 9), 'file'],
+    ['file deleted, etcd changed: the change wins', b, undefined, e('w', 9), 'to-file'],
+    ['etcd deleted, file changed: the change wins', b, 'w', undefined, 'to-etcd'],
+    ['both changed differently: etcd wins by default', b, 'x', e('y', 9), 'to-file'],
+    ['both new, different: etcd wins by default', undefined, 'x', e('y', 9), 'to-file'],
   ] as const)('%s', (_name, base, file, etcd, kind) => {
     expect(decide('/a.conf/S/k', base, file, etcd, 'etcd-wins').kind).toBe(kind);
   });
@@ -52,21 +56,21 @@ describe('decide: one key, three states', () => {
   it('records the loser of a conflict, and follows the policy', () => {
     const etcdWins = decide('/k', e('v', 1), 'file-value', e('etcd-value', 2), 'etcd-wins');
     expect(etcdWins).toMatchObject({
-      kind: 'file',
+      kind: 'to-file',
       write: { value: 'etcd-value' },
       conflict: { winner: 'etcd', loser: 'file', loserValue: 'file-value' },
     });
     const fileWins = decide('/k', e('v', 1), 'file-value', e('etcd-value', 2), 'file-wins');
     expect(fileWins).toMatchObject({
-      kind: 'etcd',
+      kind: 'to-etcd',
       write: { value: 'file-value', expectRevision: 2 },
       conflict: { winner: 'file', loser: 'etcd', loserValue: 'etcd-value' },
     });
     const newest = (fileAt: number, etcdAt: number) =>
       decide('/k', e('v', 1), 'f', e('x', 2), 'newest', (side) => (side === 'file' ? fileAt : etcdAt)).kind;
-    expect(newest(10, 5)).toBe('etcd');
-    expect(newest(5, 10)).toBe('file');
-    expect(newest(5, 5)).toBe('file');
+    expect(newest(10, 5)).toBe('to-etcd');
+    expect(newest(5, 10)).toBe('to-file');
+    expect(newest(5, 5)).toBe('to-file');
   });
 });
 

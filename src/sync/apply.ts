@@ -1,0 +1,115 @@
+import { FileChangedError, LinkEtcdError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { BaseStore } from './base-store.js';
+import { SYNC_DEFAULTS } from './defaults.js';
+import type { EtcdSide } from './etcd-side.js';
+import type { FileSide } from './file-side.js';
+import type { Plan } from './plan.js';
+import type { Scheduler } from './scheduler.js';
+import type { SyncOptions } from './sync-options.js';
+import type { SyncReport } from './sync-report.js';
+
+/**
+ * Carries a plan out: etcd writes as one transaction per file comparing each
+ * key's revision, file writes as atomic format-preserving edits, conflict
+ * records next to their files. What lands moves the base; what cannot land
+ * now is scheduled again.
+ */
+export class Apply {
+  constructor(
+    private readonly parts: {
+      readonly etcd: EtcdSide;
+      readonly files: FileSide;
+      readonly base: BaseStore;
+      readonly scheduler: Scheduler;
+      readonly report: SyncReport;
+      readonly logger: Logger;
+      readonly options: () => SyncOptions;
+    },
+  ) {}
+
+  async etcd(plan: Plan, fileOf: (key: string) => string): Promise<void> {
+    await this.parts.etcd.push(
+      groupBy(plan.toEtcd, (w) => fileOf(w.key)),
+      (result) => {
+        if (result.revision === undefined) {
+          // Someone else wrote first: the watch brings their value, and the next pass merges it.
+          this.parts.report.raced(result.file, result.writes);
+          this.parts.scheduler.retrySoon(result.file);
+          return;
+        }
+        for (const w of result.writes) {
+          const entry = w.value === undefined ? undefined : { value: w.value, modRevision: result.revision };
+          this.parts.base.set(w.key, entry, result.file);
+        }
+        this.landed('to_etcd', result.file, result.writes, { revision: result.revision });
+      },
+    );
+  }
+
+  async files(plan: Plan, fileOf: (key: string) => string): Promise<void> {
+    const results = await this.parts.files.write(
+      groupBy(plan.toFile, (w) => fileOf(w.key)),
+      this.parts.options().checkFile,
+    );
+    let unexpected: unknown;
+    const written: string[] = [];
+    for (const result of results) {
+      if (result.outcome === 'failed') {
+        if (!(result.error instanceof LinkEtcdError)) unexpected ??= result.error;
+        else {
+          // The base still says the file is behind: tried again later with a growing pause, and on its next change.
+          if (!(result.error instanceof FileChangedError))
+            this.parts.report.unwritable(result.file, result.error);
+          this.parts.scheduler.retry(result.file);
+        }
+        continue;
+      }
+      for (const w of result.writes) {
+        const entry = w.value === undefined ? undefined : { value: w.value, modRevision: w.revision };
+        this.parts.base.set(w.key, entry, result.file);
+      }
+      this.landed('to_file', result.file, result.writes);
+      if (result.outcome === 'written') written.push(result.file);
+    }
+    if (written.length > 0) this.parts.options().onFilesWritten?.(written);
+    if (unexpected !== undefined) throw unexpected;
+  }
+
+  async conflicts(plan: Plan, fileOf: (key: string) => string): Promise<void> {
+    for (const [file, list] of groupBy(plan.conflicts, (c) => fileOf(c.key))) {
+      const record = await this.parts.files
+        .recordConflicts(file, list, new Date())
+        .catch((error: unknown) => {
+          this.parts.logger.error(
+            { err: error, file },
+            'could not write the conflict record; the losing values are in this log',
+          );
+          return undefined;
+        });
+      this.parts.report.conflicts(list, this.parts.options().policy ?? SYNC_DEFAULTS.conflict, record);
+    }
+  }
+
+  private landed(
+    direction: 'to_etcd' | 'to_file',
+    file: string,
+    writes: ReadonlyArray<{ key: string; value: string | undefined; reason: string }>,
+    extra: Record<string, unknown> = {},
+  ): void {
+    this.parts.report.landed(direction, file, writes, extra);
+    const ms = this.parts.scheduler.landed(file);
+    if (ms !== undefined) this.parts.options().onApplied?.(direction, writes.length, ms / 1000);
+  }
+}
+
+function groupBy<T>(items: readonly T[], keyOf: (item: T) => string): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const k = keyOf(item);
+    const list = out.get(k);
+    if (list) list.push(item);
+    else out.set(k, [item]);
+  }
+  return out;
+}

@@ -1,0 +1,306 @@
+/**
+ * When passes run, and over which files. Events only mark files dirty; the
+ * scheduler runs one pass at a time over what is dirty, after a quiet window
+ * for file events and at once for etcd's, looks again where events are known
+ * to be dropped, waits for emptied files to settle, retries failures with a
+ * growing pause, and runs the periodic full reconcile. Time comes from an
+ * injected clock, so tests drive it instead of sleeping.
+ */
+
+/** Cancels what `schedule` arranged. */
+export type Cancel = () => void;
+
+export interface Clock {
+  now(): number;
+  /** Runs `fn` after `ms`; 0 means as soon as pending I/O callbacks ran. `keepAlive` holds the process open meanwhile. */
+  schedule(fn: () => void, ms: number, keepAlive?: boolean): Cancel;
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  schedule(fn, ms, keepAlive = false) {
+    // setTimeout(0) waits at least 1 ms; an etcd change is worth starting on at once (measured: -1 ms p50).
+    if (ms === 0) {
+      const immediate = setImmediate(fn);
+      return () => clearImmediate(immediate);
+    }
+    const timer = setTimeout(fn, ms);
+    if (!keepAlive) timer.unref();
+    return () => clearTimeout(timer);
+  },
+};
+
+/** What the scheduler runs; the engine does the work. */
+export interface SchedulerWork {
+  /** One pass over these files; a rejection has them all planned again after RETRY_MS. */
+  pass(paths: readonly string[]): Promise<void>;
+  /** A pass over every file either side or the base knows. */
+  full(): Promise<unknown>;
+  /** A drain of the dirty files begins. */
+  drainStarted(): void;
+  /** A drain ended with nothing dirty left. */
+  drained(): void;
+  /** A pass failed; its files are retried. */
+  passFailed(error: unknown): void;
+  /** A full reconcile failed. */
+  fullFailed(error: unknown): void;
+}
+
+/** Pause before the files of a failed pass are tried again. */
+export const RETRY_MS = 500;
+/** Longer than chokidar's 50 ms change throttle and its 100 ms atomic-save window. */
+export const RECHECK_MS = 150;
+/** How long a file must stay empty or gone before its keys are deleted in etcd. */
+export const SETTLE_MS = 300;
+/** One full reconcile soon, however many reasons to run one come at once. */
+export const FULL_QUIET_MS = 200;
+/** After etcd changed under our write: long enough for the watch to bring the newer value. */
+export const RACE_RETRY_MS = 50;
+/** A file that cannot be written is retried after 50 ms, doubling to 30 s. */
+export const BACKOFF_MIN_MS = 50;
+export const BACKOFF_MAX_MS = 30_000;
+
+export class Scheduler {
+  private readonly dirty = new Set<string>();
+  /** Files to plan even if they did not change on disk: etcd changed, or their last pass failed. */
+  private readonly mustPlan = new Set<string>();
+  /** When each dirty file was first seen changed, for the propagation histogram. */
+  private readonly dirtySince = new Map<string, number>();
+  /** When each side last changed a key (etcd) or a file (files), for the `newest` policy. */
+  private readonly changedAt = new Map<string, number>();
+  private readonly rechecks = new Map<string, Cancel>();
+  private readonly emptiedAt = new Map<string, number>();
+  private readonly failures = new Map<string, number>();
+  private readonly later = new Set<Cancel>();
+  private cancelKick: Cancel | undefined;
+  private cancelFullSoon: Cancel | undefined;
+  private cancelPeriodic: Cancel | undefined;
+  private running: Promise<void> | undefined;
+  private opened = false;
+  private stopped = false;
+
+  constructor(
+    private readonly work: SchedulerWork,
+    private readonly quietMs: number,
+    readonly clock: Clock = systemClock,
+  ) {}
+
+  /** Passes may run from now on: before, a pass would merge against a base not loaded yet. */
+  open(): void {
+    this.opened = true;
+  }
+
+  /** Runs the full reconcile every `ms` (again from now when called again). */
+  every(ms: number): void {
+    this.cancelPeriodic?.();
+    const tick = () => {
+      this.cancelPeriodic = this.clock.schedule(tick, ms);
+      void this.work.full().catch((e) => this.work.fullFailed(e));
+    };
+    this.cancelPeriodic = this.clock.schedule(tick, ms);
+  }
+
+  /**
+   * A file event: read the file once the quiet window passed, and once more
+   * after RECHECK_MS, because chokidar drops a change that comes within
+   * ~50 ms of another on the same file (its throttle and atomic-save handling).
+   */
+  fileChanged(path: string): void {
+    const now = this.clock.now();
+    this.changedAt.set(`file\0${path}`, now);
+    this.markDirty(path, now);
+    this.kick(this.quietMs);
+    this.recheckLater(path, RECHECK_MS);
+  }
+
+  /** etcd changed these keys of these files: plan them at once, even if the files did not change. */
+  etcdChanged(changes: Iterable<readonly [path: string, key: string]>): void {
+    const now = this.clock.now();
+    for (const [path, key] of changes) {
+      this.changedAt.set(`etcd\0${key}`, now);
+      this.markDirty(path, now);
+      this.mustPlan.add(path);
+    }
+    this.kick(0);
+  }
+
+  /** Look at these files again after the quiet window (a folder appeared or went). */
+  touch(paths: Iterable<string>): void {
+    for (const path of paths) this.dirty.add(path);
+    this.kick(this.quietMs);
+  }
+
+  /** When a side last changed a key (etcd) or the key's file (files). */
+  lastChange(side: 'file' | 'etcd', id: string): number | undefined {
+    return this.changedAt.get(`${side}\0${id}`);
+  }
+
+  /** Whether the file must be planned even if it looks unchanged; asking consumes the mark. */
+  takeMustPlan(path: string): boolean {
+    return this.mustPlan.delete(path);
+  }
+
+  /** Whether an emptied file is waiting to settle (then it is planned whatever its snapshot says). */
+  settling(path: string): boolean {
+    return this.emptiedAt.has(path);
+  }
+
+  /**
+   * A file that just lost all its keys (emptied or removed) may be an editor
+   * between its truncate and its write: its emptiness counts only once it
+   * has lasted SETTLE_MS. Returns whether to hold the file back now.
+   */
+  holdEmptied(path: string, emptied: boolean): boolean {
+    if (!emptied) {
+      this.emptiedAt.delete(path);
+      return false;
+    }
+    const now = this.clock.now();
+    const since = this.emptiedAt.get(path);
+    if (since === undefined) {
+      this.emptiedAt.set(path, now);
+      this.recheckLater(path, SETTLE_MS);
+      return true;
+    }
+    if (now - since < SETTLE_MS) {
+      this.recheckLater(path, SETTLE_MS - (now - since));
+      return true;
+    }
+    this.emptiedAt.delete(path);
+    return false;
+  }
+
+  /** A file that cannot be written now: planned again after a pause that doubles with each failure. */
+  retry(path: string): void {
+    const tries = (this.failures.get(path) ?? 0) + 1;
+    this.failures.set(path, tries);
+    this.planLater(path, Math.min(BACKOFF_MIN_MS * 2 ** (tries - 1), BACKOFF_MAX_MS));
+  }
+
+  /** etcd changed under our write: not dirty now, or the drain would retry before the watch brings the newer value. */
+  retrySoon(path: string): void {
+    this.planLater(path, RACE_RETRY_MS);
+  }
+
+  /** Writes to a file landed: its backoff resets; returns ms since its change was first seen. */
+  landed(path: string): number | undefined {
+    this.failures.delete(path);
+    const since = this.dirtySince.get(path);
+    this.dirtySince.delete(path);
+    return since === undefined ? undefined : this.clock.now() - since;
+  }
+
+  /** Files a pass found nothing to do for: their next change starts a new clock. */
+  settled(paths: readonly string[]): void {
+    for (const path of paths) if (!this.dirty.has(path)) this.dirtySince.delete(path);
+  }
+
+  /** One full reconcile soon, however many reasons to run one come at once. */
+  requestFull(): void {
+    if (this.stopped || this.cancelFullSoon) return;
+    this.cancelFullSoon = this.clock.schedule(() => {
+      this.cancelFullSoon = undefined;
+      void this.work.full().catch((e) => this.work.fullFailed(e));
+    }, FULL_QUIET_MS);
+  }
+
+  /** Runs `task` when no pass is in flight, and no pass starts until it is done. */
+  async exclusive<T>(task: () => Promise<T>): Promise<T> {
+    // Every waiter re-checks, so two callers cannot both start.
+    while (this.running) await this.running;
+    const work = task();
+    this.running = work.then(
+      () => undefined,
+      () => undefined,
+    );
+    try {
+      return await work;
+    } finally {
+      this.running = undefined;
+      if (this.dirty.size > 0) this.kick(0);
+    }
+  }
+
+  /** Stops every timer and waits for the pass in flight. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.cancelKick?.();
+    this.cancelFullSoon?.();
+    this.cancelPeriodic?.();
+    for (const cancel of this.rechecks.values()) cancel();
+    for (const cancel of this.later) cancel();
+    await this.running;
+  }
+
+  private markDirty(path: string, now: number): void {
+    if (!this.dirtySince.has(path)) this.dirtySince.set(path, now);
+    this.dirty.add(path);
+  }
+
+  private recheckLater(path: string, ms: number): void {
+    this.rechecks.get(path)?.();
+    this.rechecks.set(
+      path,
+      this.clock.schedule(() => {
+        this.rechecks.delete(path);
+        this.dirty.add(path);
+        this.kick(0);
+      }, ms),
+    );
+  }
+
+  private planLater(path: string, ms: number): void {
+    const cancel = this.clock.schedule(() => {
+      this.later.delete(cancel);
+      this.dirty.add(path);
+      this.mustPlan.add(path);
+      this.kick(0);
+    }, ms);
+    this.later.add(cancel);
+  }
+
+  /** Runs a drain of the dirty files after `ms`, one pass at a time. */
+  private kick(ms: number): void {
+    if (this.stopped || !this.opened) return;
+    // A sooner start replaces a later one; an immediate one is never put off by a later kick.
+    this.cancelKick?.();
+    this.cancelKick = undefined;
+    const run = () => {
+      // The pass in flight re-checks `dirty` when it ends.
+      if (this.running || this.stopped) return;
+      this.running = this.drain().finally(() => {
+        this.running = undefined;
+      });
+    };
+    if (ms === 0) this.clock.schedule(run, 0);
+    else
+      this.cancelKick = this.clock.schedule(
+        () => {
+          this.cancelKick = undefined;
+          run();
+        },
+        ms,
+        true,
+      );
+  }
+
+  private async drain(): Promise<void> {
+    this.work.drainStarted();
+    while (this.dirty.size > 0 && !this.stopped) {
+      const paths = [...this.dirty];
+      this.dirty.clear();
+      try {
+        await this.work.pass(paths);
+      } catch (error) {
+        for (const path of paths) {
+          this.dirty.add(path);
+          this.mustPlan.add(path);
+        }
+        this.work.passFailed(error);
+        this.kick(RETRY_MS);
+        return;
+      }
+    }
+    if (this.dirty.size === 0) this.work.drained();
+  }
+}

@@ -1,0 +1,62 @@
+import type { Logger } from '../log.js';
+import type { EtcdMiddleware } from '../middleware/middleware.js';
+import type { ConflictPolicy } from './merge.js';
+import type { Plan } from './plan.js';
+
+export type { SyncCounters, SyncStatus } from './sync-report.js';
+
+export interface SyncOptions {
+  /** The conf dir to mirror. */
+  readonly confDir: string;
+  /** Key prefix. Default `/`. */
+  readonly prefix?: string;
+  readonly middleware: EtcdMiddleware;
+  /** Where the base journal lives. Default: see defaultStateDir(). */
+  readonly stateDir?: string;
+  /** Who wins when both sides changed a key. Default `SYNC_DEFAULTS.conflict`. */
+  readonly policy?: ConflictPolicy;
+  /** Carry mass deletions over (a person confirmed them). Default false. */
+  readonly allowMassDelete?: boolean;
+  /** Share of mirrored keys one side may lose at once, across several files, before deletions stop. Default `SYNC_DEFAULTS.maxDeleteShare`. */
+  readonly maxDeleteShare?: number;
+  /** Quiet time after a file event before the file is read. Default `SYNC_DEFAULTS.quietMs`. */
+  readonly quietMs?: number;
+  /**
+   * Follow the conf dir's file events (default true). Off, for volumes where
+   * inotify sees nothing (NFS, some FUSE mounts) or its limit is spent: file
+   * edits are then picked up by the periodic full reconcile alone.
+   */
+  readonly watchFiles?: boolean;
+  /** Full reconcile period (ms). Default `SYNC_DEFAULTS.fullReconcileSeconds`. */
+  readonly fullReconcileMs?: number;
+  /** Default: JSON lines on stderr at LINK_ETCD_LOG_LEVEL (default warn). */
+  readonly logger?: Logger;
+  /** Checks a staged file before it replaces `confPath` (a check_cmd hook); rejecting keeps the old file. */
+  readonly checkFile?: (confPath: string, staged: string) => Promise<void>;
+  /** Called when the etcd watch fails for good; the daemon should exit non-zero. */
+  readonly onFatal?: (error: Error) => void;
+  /** Called after files were written from etcd (reload hooks, exec mode). */
+  readonly onFilesWritten?: (confPaths: readonly string[]) => void;
+  /** Called when changes land: the direction, keys written, seconds since the change was first seen. */
+  readonly onApplied?: (direction: 'to_etcd' | 'to_file', keys: number, seconds: number) => void;
+}
+
+/** What SIGHUP may change in a running engine. */
+export type SyncReconfiguration = Partial<
+  Pick<
+    SyncOptions,
+    | 'middleware'
+    | 'policy'
+    | 'allowMassDelete'
+    | 'maxDeleteShare'
+    | 'fullReconcileMs'
+    | 'checkFile'
+    | 'onFilesWritten'
+  >
+>;
+
+/** What one reconcile pass decided and did. */
+export interface PassResult {
+  readonly plan: Plan;
+  readonly files: number;
+}
