@@ -32,13 +32,19 @@ export {
   EtcdRequestError,
   EtcdTokenExpiredError,
   EtcdUnavailableError,
+  FileChangedError,
+  FileWriteError,
   FutureRevisionError,
+  HookRefusedError,
   IniSyntaxError,
   isRetryable,
   LinkEtcdError,
   type LinkEtcdErrorCode,
   SettingsError,
+  UnsafePathError,
+  ValueParseError,
 } from './errors.js';
+export { isMirrored } from './layout/mirrored.js';
 export { confDir, middlewareConfPath } from './layout/conf-dir.js';
 export { EtcdMiddleware, type MiddlewareOptions } from './middleware/middleware.js';
 export {

@@ -253,6 +253,33 @@ describe('link-etcd sync (real etcd, real files)', () => {
     await waitFor(async () => (await readFile(file, 'utf8')) === '[S]\nk = after\n', { timeout: 15_000 });
   });
 
+  it('never mirrors link/etcd/ in any letter case, from either side, at start, live or in a full reconcile', async () => {
+    const f = await fixture();
+    const settings = join(f.confDir, 'Link', 'Etcd');
+    await mkdir(settings, { recursive: true });
+    await writeFile(join(settings, 'sync.conf'), '[SYNC]\nconflict = file-wins\n');
+    await f.start();
+    await writeFile(join(settings, 'sync.conf'), '[SYNC]\nconflict = newest\n');
+    await writeFile(join(settings, 'new.conf'), '[S]\nk = 1\n');
+    await etcd.etcdctl('put', `${f.prefix}LINK/etcd/pushed.conf/S/k`, 'x');
+    // A file and a key that are mirrored, after the ones that are not: once these are through, so were those.
+    await writeFile(join(f.confDir, 'control.conf'), '[S]\nk = 1\n');
+    await etcd.etcdctl('put', `${f.prefix}control2.conf/S/k`, '2');
+    await waitFor(async () => (await etcdValue(`${f.prefix}control.conf/S/k`)) === '1');
+    await waitFor(async () => (await readdir(f.confDir)).includes('control2.conf'));
+    await f.engine.reconcileAll();
+    expect((await etcdKeys(f.prefix)).filter((k) => !k.includes('control'))).toEqual([
+      `${f.prefix}LINK/etcd/pushed.conf/S/k`,
+    ]);
+    expect(await readdir(f.confDir)).not.toContain('LINK');
+    expect(f.lines).toContainEqual(
+      expect.objectContaining({
+        key: `${f.prefix}LINK/etcd/pushed.conf/S/k`,
+        reason: expect.stringMatching(/never mirrored/),
+      }),
+    );
+  });
+
   it('catches, by its periodic full reconcile, a file change no event reported', async () => {
     const f = await fixture();
     const file = join(f.confDir, 'missed.conf');

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { decodeValue, encodeValue } from '../../src/ini/escape.js';
 import { parseIni } from '../../src/ini/parse.js';
 import { keyOf, layout, parseKey } from '../../src/layout/mapping.js';
-import { mirroredRefusal } from '../../src/layout/mirrored.js';
+import { isMirrored, isSkippedFolder, mirroredRefusal } from '../../src/layout/mirrored.js';
 
 describe('conf path <-> key mapping', () => {
   const l = layout('/');
@@ -52,6 +52,34 @@ describe('conf path <-> key mapping', () => {
     expect(mirroredRefusal('link/other.conf')).toBeUndefined();
     expect(mirroredRefusal('a/#c.conf#')).toBeDefined();
     expect(mirroredRefusal('a/c.conf.conflict-1')).toBeDefined();
+  });
+
+  // One rule for the scan, the file watcher and the key mapping: link/etcd/ in any case or Unicode spelling.
+  it.each([
+    ['link/etcd/sync.conf', false],
+    ['Link/Etcd/sync.conf', false],
+    ['LINK/ETCD/middleware.conf', false],
+    ['\uff4c\uff49\uff4e\uff4b/etcd/x.conf', false],
+    ['link/etcd/deeper/x.conf', false],
+    ['link/etcdx/a.conf', true],
+    ['etcd/link/a.conf', true],
+    ['app/link/etcd/a.conf', true],
+  ])('isMirrored(%s) is %s, and the key mapping agrees', (path, mirrored) => {
+    expect(isMirrored(path)).toBe(mirrored);
+    expect(parseKey(l, `/${path}/S/k`).ok).toBe(mirrored);
+  });
+
+  it.each([
+    ['', false],
+    ['link', false],
+    ['link/etcd', true],
+    ['Link/ETCD', true],
+    ['link/etcd/sub', true],
+    ['a/.git', true],
+    ['.hidden', true],
+    ['app/link/etcd', false],
+  ])('isSkippedFolder(%s) is %s', (dir, skipped) => {
+    expect(isSkippedFolder(dir)).toBe(skipped);
   });
 
   it('keeps __proto__ a plain name', () => {
