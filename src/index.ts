@@ -44,8 +44,8 @@ export {
   UnsafePathError,
   ValueParseError,
 } from './errors.js';
-export { isMirrored } from './layout/mirrored.js';
 export { confDir, middlewareConfPath } from './layout/conf-dir.js';
+export { isMirrored } from './layout/mirrored.js';
 export { EtcdMiddleware, type MiddlewareOptions } from './middleware/middleware.js';
 export {
   type ConnectionOptions,

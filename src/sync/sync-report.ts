@@ -1,3 +1,4 @@
+import type { LinkEtcdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Blocked } from './guard.js';
 import type { Conflict, ConflictPolicy } from './merge.js';
@@ -84,12 +85,13 @@ export class SyncReport {
     if (this.refusedOnce.has(what)) return;
     this.refusedOnce.add(what);
     this.counters.refused++;
+    // `from` tells the two apart without reading the message.
     if (side === 'etcd')
       this.logger.warn(
-        { key: what, reason },
+        { key: what, reason, from: side },
         'etcd key refused: it maps to no safe file, nothing is written',
       );
-    else this.logger.warn({ key: what, reason }, 'file key refused: it maps to no safe etcd key');
+    else this.logger.warn({ key: what, reason, from: side }, 'file key refused: it maps to no safe etcd key');
   }
 
   /** A file that does not parse: said once per reason. */
@@ -105,9 +107,9 @@ export class SyncReport {
   }
 
   /** A file that could not be written now; it is tried again. */
-  unwritable(confPath: string, error: Error): void {
+  unwritable(confPath: string, error: LinkEtcdError): void {
     this.unwritableFiles.set(confPath, error.message);
-    this.logger.error({ file: confPath }, `${error.message}: not written`);
+    this.logger.error({ file: confPath, code: error.code }, `${error.message}: not written`);
   }
 
   /** Writes that landed: one log line per file and transaction, and the counters. */

@@ -123,9 +123,7 @@ describe('link-etcd sync (real etcd, real files)', () => {
       /\[S\]\n.*\nboth = file-value\n/,
     );
     expect(
-      f.lines.some(
-        (l) => l.level === 50 && String(l.msg).startsWith(`conflict on ${f.prefix}off.conf/S/both`),
-      ),
+      f.lines.some((l) => l.level === 50 && l.key === `${f.prefix}off.conf/S/both` && l.winner === 'etcd'),
     ).toBe(true);
     // The record is not mirrored.
     expect((await etcdKeys(f.prefix)).some((k) => k.includes('conflict'))).toBe(false);
@@ -140,7 +138,7 @@ describe('link-etcd sync (real etcd, real files)', () => {
     await writeFile(file, '[DB]\napi_token = file-secret-123\n');
     await etcd.etcdctl('put', `${f.prefix}secret.conf/DB/api_token`, 'etcd-secret-456');
     await f.start();
-    const conflict = f.lines.find((l) => String(l.msg).startsWith('conflict on'));
+    const conflict = f.lines.find((l) => l.winner !== undefined && l.loser !== undefined);
     expect(conflict?.lostValue).toBe('***');
     expect(JSON.stringify(f.lines)).not.toContain('file-secret-123');
     const record = (await readdir(f.confDir)).find((n) => n.startsWith('secret.conf.conflict-')) as string;
@@ -194,7 +192,7 @@ describe('link-etcd sync (real etcd, real files)', () => {
     );
     expect((await readdir(f.confDir)).sort()).toEqual(['fine.conf']);
     expect(await readdir(join(f.confDir, '..')).then((names) => names.includes('escape.conf'))).toBe(false);
-    expect(f.lines.filter((l) => String(l.msg).startsWith('etcd key refused')).length).toBe(hostile.length);
+    expect(f.lines.filter((l) => l.from === 'etcd' && l.reason !== undefined).length).toBe(hostile.length);
   });
 
   it('holds back a mass deletion until confirmed, but carries a single removed file over', async () => {
@@ -208,6 +206,8 @@ describe('link-etcd sync (real etcd, real files)', () => {
     await waitFor(() => f.engine.status().blocked.length > 0);
     expect(f.engine.status().ready).toBe(false);
     expect(await etcdKeys(f.prefix)).toHaveLength(3);
+    // Emptied: the conf-dir case of the guard, reported with what it holds.
+    expect(f.lines).toContainEqual(expect.objectContaining({ level: 50, side: 'conf-dir', of: 3 }));
     expect(f.lines.some((l) => l.level === 50 && String(l.msg).includes('--allow-mass-delete'))).toBe(true);
     await f.stop();
 
