@@ -113,9 +113,18 @@ type FromMessage = (detail: string, options: { cause?: unknown }) => LinkEtcdErr
 const ETCD_MESSAGES: ReadonlyArray<readonly [RegExp, FromMessage]> = [
   // An etcd restart expires every token: get a new one, not an error (checked before the auth row).
   [/invalid auth token|auth token.*(expired|invalid)/i, (d, o) => new EtcdTokenExpiredError(d, o)],
-  [/permission denied|authentication failed/i, (d, o) => new EtcdAuthError(d, o)],
   [/future revision/, (d, o) => new FutureRevisionError(d, o)],
   [/compacted/, (d, o) => new EtcdCompactedError(d, o)],
+];
+
+/**
+ * Read only where text is all there is (a watch's cancel reason): an error
+ * object's class says more reliably whether etcd refused us, and a proxy's
+ * "permission denied" must not stop the daemon for good.
+ */
+const AUTH_REASON: readonly [RegExp, FromMessage] = [
+  /permission denied|authentication failed/i,
+  (d, o) => new EtcdAuthError(d, o),
 ];
 
 /** `7 PERMISSION_DENIED: etcdserver: permission denied` -> `etcdserver: permission denied`. */
@@ -132,7 +141,10 @@ function fromMessage(message: string, cause: unknown): LinkEtcdError | undefined
 
 /** What an etcd message alone says went wrong (a watch's cancel reason, a stream's error): EtcdRequestError when the table does not know it. */
 export function classifyReason(message: string): LinkEtcdError {
-  return fromMessage(message, undefined) ?? new EtcdRequestError(`etcd failed the request: ${message}`);
+  const known = fromMessage(message, undefined);
+  if (known) return known;
+  if (AUTH_REASON[0].test(message)) return AUTH_REASON[1](detailOf(message), {});
+  return new EtcdRequestError(`etcd failed the request: ${message}`);
 }
 
 /** Converts the etcd3/gRPC error zoo into our few classes at the boundary. */
@@ -147,18 +159,20 @@ export function toLinkError(error: unknown, endpoints: readonly string[]): LinkE
   ) {
     return new EtcdUnavailableError(endpoints, err.message.split('\n')[0] ?? err.name, { cause: err });
   }
-  // A Node system error (`EACCES: permission denied, open ...`) is not an answer of etcd's: the table does not read it.
-  const fromNode = typeof (err as NodeJS.ErrnoException).code === 'string';
-  const known = fromNode ? undefined : fromMessage(err.message, err);
-  if (known) return known;
+  if (err instanceof EtcdInvalidAuthTokenError) {
+    return new EtcdTokenExpiredError(detailOf(err.message), { cause: err });
+  }
   if (
     err instanceof EtcdAuthenticationFailedError ||
     err instanceof EtcdPermissionDeniedError ||
-    err instanceof EtcdInvalidAuthTokenError ||
     err instanceof GRPCUnauthenticatedError
   ) {
     return new EtcdAuthError(detailOf(err.message), { cause: err });
   }
+  // A Node system error (`EACCES: permission denied, open ...`) is not an answer of etcd's: the table does not read it.
+  const fromNode = typeof (err as NodeJS.ErrnoException).code === 'string';
+  const known = fromNode ? undefined : fromMessage(err.message, err);
+  if (known) return known;
   return new EtcdRequestError(`etcd at ${endpoints.join(', ')} failed the request: ${err.message}`, {
     cause: err,
   });

@@ -48,30 +48,30 @@ export class Apply {
   }
 
   async files(plan: Plan, fileOf: (key: string) => string): Promise<void> {
-    const results = await this.parts.files.write(
-      groupBy(plan.toFile, (w) => fileOf(w.key)),
-      this.parts.options().checkFile,
-    );
     let unexpected: unknown;
     const written: string[] = [];
-    for (const result of results) {
-      if (result.outcome === 'failed') {
-        if (!(result.error instanceof LinkEtcdError)) unexpected ??= result.error;
-        else {
-          // The base still says the file is behind: tried again later with a growing pause, and on its next change.
-          if (!(result.error instanceof FileChangedError))
-            this.parts.report.unwritable(result.file, result.error);
-          this.parts.scheduler.retry(result.file);
+    await this.parts.files.write(
+      groupBy(plan.toFile, (w) => fileOf(w.key)),
+      this.parts.options().checkFile,
+      (result) => {
+        if (result.outcome === 'failed') {
+          if (!(result.error instanceof LinkEtcdError)) unexpected ??= result.error;
+          else {
+            // The base still says the file is behind: tried again later with a growing pause, and on its next change.
+            if (!(result.error instanceof FileChangedError))
+              this.parts.report.unwritable(result.file, result.error);
+            this.parts.scheduler.retry(result.file);
+          }
+          return;
         }
-        continue;
-      }
-      for (const w of result.writes) {
-        const entry = w.value === undefined ? undefined : { value: w.value, modRevision: w.revision };
-        this.parts.base.set(w.key, entry, result.file);
-      }
-      this.landed('to_file', result.file, result.writes);
-      if (result.outcome === 'written') written.push(result.file);
-    }
+        for (const w of result.writes) {
+          const entry = w.value === undefined ? undefined : { value: w.value, modRevision: w.revision };
+          this.parts.base.set(w.key, entry, result.file);
+        }
+        this.landed('to_file', result.file, result.writes);
+        if (result.outcome === 'written') written.push(result.file);
+      },
+    );
     if (written.length > 0) this.parts.options().onFilesWritten?.(written);
     if (unexpected !== undefined) throw unexpected;
   }

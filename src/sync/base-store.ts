@@ -91,10 +91,15 @@ export class BaseStore {
       return;
     }
     if (this.cancelSave !== undefined) return;
-    this.cancelSave = this.clock.schedule(() => {
-      this.cancelSave = undefined;
-      void this.saveNow().catch(this.onSaveError);
-    }, SAVE_PERIOD_MS);
+    this.cancelSave = this.clock.schedule(
+      () => {
+        this.cancelSave = undefined;
+        void this.saveNow().catch(this.onSaveError);
+        // Held open until saved: a run that ends meanwhile must not leave a base older than its writes.
+      },
+      SAVE_PERIOD_MS,
+      true,
+    );
   }
 
   /** Saves what is not saved yet, and stops the deferred save: for stop(). */

@@ -13,7 +13,10 @@ import { FileSide } from './file-side.js';
 import { watchConfDir } from './file-watcher.js';
 import { type Blocked, deletes, guard, holdingOf, lossesAcross, nextBlocked } from './guard.js';
 import { gatherInput } from './pass-input.js';
-import { losses, merge, type Plan } from './plan.js';
+import { losses, type Merged, merge, type Plan, type PlanInput } from './plan.js';
+
+const NO_LOSS = { keys: 0, files: 0 } as const;
+
 import { Scheduler } from './scheduler.js';
 import type { PassResult, SyncOptions, SyncReconfiguration } from './sync-options.js';
 import { SyncReport, type SyncStatus } from './sync-report.js';
@@ -233,38 +236,12 @@ export class SyncEngine {
     });
     // 2. Merge: each key through the table.
     const merged = merge(input);
-    // 3. Guard. A pass over a few files cannot tell one removed file from the first of many, nor an emptied
-    // conf dir (an unmounted volume) from a deleted file: when it deletes anything, it asks the whole.
-    const allowMassDelete = this.options.allowMassDelete ?? SYNC_DEFAULTS.allowMassDelete;
-    let blocked: readonly Blocked[] = [];
-    let writes: Pick<Plan, 'toEtcd' | 'toFile'> = merged;
-    if (how.full || (deletes(merged) && !allowMassDelete)) {
-      const whole = how.full
-        ? {
-            confDirEmpty: how.confDirEmpty ?? false,
-            total: input.base.size,
-            lost: { file: losses(input, 'file'), etcd: losses(input, 'etcd') },
-          }
-        : await this.wholeLosses();
-      ({ blocked, ...writes } = guard(merged, {
-        ...whole,
-        allowMassDelete,
-        maxDeleteShare: this.options.maxDeleteShare ?? SYNC_DEFAULTS.maxDeleteShare,
-        holding: holdingOf(this.report.blocked),
-      }));
-    }
-    const plan: Plan = { ...merged, ...writes, blocked };
-    if (this.logger.isLevelEnabled('debug')) {
-      const counts = {
-        toEtcd: plan.toEtcd.length,
-        toFile: plan.toFile.length,
-        conflicts: plan.conflicts.length,
-      };
-      this.logger.debug({ files: paths.length, full: how.full, ...counts, blocked }, 'planned');
-    }
+    // 3. Guard: hold back mass deletions.
+    const plan = await this.guarded(merged, input, how);
+    this.report.planned(plan, paths.length, how.full);
     if (how.dryRun) return { plan, files: paths.length };
     // 4. Apply: etcd first, then the files, then the conflict records.
-    this.setBlocked(blocked, how.full);
+    this.setBlocked(plan.blocked, how.full);
     await this.apply.etcd(plan, input.fileOf);
     await this.apply.files(plan, input.fileOf);
     await this.apply.conflicts(plan, input.fileOf);
@@ -273,6 +250,38 @@ export class SyncEngine {
     this.scheduler.settled(paths);
     await this.base.save();
     return { plan, files: paths.length };
+  }
+
+  /**
+   * A full pass sees every file, so it counts losses from its own input. A
+   * pass over a few files cannot tell one removed file from the first of
+   * many, nor an emptied conf dir (an unmounted volume) from a deleted file:
+   * only when it deletes anything does it ask the whole base.
+   */
+  private async guarded(
+    merged: Merged,
+    input: PlanInput,
+    how: { full: boolean; confDirEmpty?: boolean },
+  ): Promise<Plan> {
+    const allowMassDelete = this.options.allowMassDelete ?? SYNC_DEFAULTS.allowMassDelete;
+    if (!how.full && (allowMassDelete || !deletes(merged))) return { ...merged, blocked: [] };
+    const whole = !how.full
+      ? await this.wholeLosses()
+      : {
+          confDirEmpty: how.confDirEmpty ?? false,
+          total: input.base.size,
+          // Counting walks the whole base: not worth it when nothing would be held anyway.
+          lost: allowMassDelete
+            ? { file: NO_LOSS, etcd: NO_LOSS }
+            : { file: losses(input, 'file'), etcd: losses(input, 'etcd') },
+        };
+    const guarded = guard(merged, {
+      ...whole,
+      allowMassDelete,
+      maxDeleteShare: this.options.maxDeleteShare ?? SYNC_DEFAULTS.maxDeleteShare,
+      holding: holdingOf(this.report.blocked),
+    });
+    return { ...merged, ...guarded };
   }
 
   /** What each side has lost against the whole base, and whether the conf dir is empty. */

@@ -100,14 +100,21 @@ export class FileSide {
     return views;
   }
 
-  /** Writes each file's changes, several files at a time; one file failing stops none of the others. */
-  write(
+  /**
+   * Writes each file's changes, several files at a time; `done` hears of
+   * each file as it finishes (its clock, its base). One file failing stops
+   * none of the others.
+   */
+  async write(
     byFile: ReadonlyMap<string, readonly FileWrite[]>,
     check: ((confPath: string, staged: string) => Promise<void>) | undefined,
-  ): Promise<FileResult[]> {
+    done: (result: FileResult) => void,
+  ): Promise<void> {
     const gate = new Gate(FILE_WRITE_CONCURRENCY);
-    return Promise.all(
-      [...byFile].map(([file, writes]) => gate.run(() => this.writeOne(file, writes, check))),
+    await Promise.all(
+      [...byFile].map(([file, writes]) =>
+        gate.run(async () => done(await this.writeOne(file, writes, check))),
+      ),
     );
   }
 

@@ -2,6 +2,7 @@ import type { LinkEtcdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Blocked } from './guard.js';
 import type { Conflict, ConflictPolicy } from './merge.js';
+import type { Plan } from './plan.js';
 
 export interface SyncCounters {
   toEtcd: number;
@@ -72,7 +73,7 @@ export class SyncReport {
     return {
       ready: this.ready,
       fatal: this.fatalError,
-      blocked: this.blocked,
+      blocked: [...this.blocked],
       failing: [...this.unreadable, ...this.unwritableFiles].map(([file, reason]) => ({ file, reason })),
       appliedRevision: this.appliedRevision,
       lastFullReconcile: this.lastFullReconcile,
@@ -131,6 +132,17 @@ export class SyncReport {
     }
     if (direction === 'to_etcd') this.counters.toEtcd += writes.length;
     else this.counters.toFile += writes.length;
+  }
+
+  /** The plan of one pass, once, at debug level (each landed write has its own line at info). */
+  planned(plan: Plan, files: number, full: boolean): void {
+    if (!this.logger.isLevelEnabled('debug')) return;
+    const counts = {
+      toEtcd: plan.toEtcd.length,
+      toFile: plan.toFile.length,
+      conflicts: plan.conflicts.length,
+    };
+    this.logger.debug({ files, full, ...counts, blocked: plan.blocked }, 'planned');
   }
 
   /** Someone else wrote etcd between our read and our transaction: merged again soon. */
