@@ -103,15 +103,23 @@ export function holdingOf(blocked: readonly Blocked[]): ReadonlySet<Side> {
 
 /**
  * The guard's state after a pass. A full pass sees everything and decides
- * it; a pass over a few files can only raise it, and when it finds nothing
- * to hold while something is held, asks for a full pass to clear it.
+ * it; a pass over a few files can only raise it: what it holds replaces the
+ * hold of the same side, the other side's hold stays. When it holds nothing
+ * while something is held, it asks for a full pass to clear it.
  */
 export function nextBlocked(
   current: readonly Blocked[],
   pass: readonly Blocked[],
   full: boolean,
 ): { readonly blocked: readonly Blocked[]; readonly changed: boolean; readonly askFull: boolean } {
-  const blocked = full || pass.length > 0 ? pass : current;
+  const sideOf = (b: Blocked) => (b.side === 'etcd' ? 'etcd' : 'file');
+  const raised = new Set(pass.map(sideOf));
+  // Same order as a plan reports them: the file side first.
+  const blocked = full
+    ? pass
+    : [...current.filter((b) => !raised.has(sideOf(b))), ...pass].sort(
+        (a, b) => Number(sideOf(a) === 'etcd') - Number(sideOf(b) === 'etcd'),
+      );
   const askFull = !full && pass.length === 0 && current.length > 0;
   return { blocked, changed: JSON.stringify(blocked) !== JSON.stringify(current), askFull };
 }

@@ -1,3 +1,5 @@
+import { LinkEtcdError } from '../errors.js';
+
 /**
  * When passes run, and over which files. Events only mark files dirty; the
  * scheduler runs one pass at a time over what is dirty, after a quiet window
@@ -95,7 +97,9 @@ export class Scheduler {
     this.cancelPeriodic?.();
     const tick = () => {
       this.cancelPeriodic = this.clock.schedule(tick, ms);
-      void this.work.full().catch((e) => this.work.fullFailed(e));
+      void this.work.full().catch((e) => {
+        if (!this.stopped) this.work.fullFailed(e);
+      });
     };
     this.cancelPeriodic = this.clock.schedule(tick, ms);
   }
@@ -200,7 +204,9 @@ export class Scheduler {
     if (this.stopped || this.cancelFullSoon) return;
     this.cancelFullSoon = this.clock.schedule(() => {
       this.cancelFullSoon = undefined;
-      void this.work.full().catch((e) => this.work.fullFailed(e));
+      void this.work.full().catch((e) => {
+        if (!this.stopped) this.work.fullFailed(e);
+      });
     }, FULL_QUIET_MS);
   }
 
@@ -208,6 +214,8 @@ export class Scheduler {
   async exclusive<T>(task: () => Promise<T>): Promise<T> {
     // Every waiter re-checks, so two callers cannot both start.
     while (this.running) await this.running;
+    // Nothing starts once stop() began: it would outlive stop() and write after the base was saved.
+    if (this.stopped) throw new LinkEtcdError('CLOSED', 'the sync engine is stopped');
     const work = task();
     this.running = work.then(
       () => undefined,
@@ -229,7 +237,7 @@ export class Scheduler {
     this.cancelPeriodic?.();
     for (const cancel of this.rechecks.values()) cancel();
     for (const cancel of this.later) cancel();
-    await this.running;
+    while (this.running) await this.running;
   }
 
   private markDirty(path: string, now: number): void {
