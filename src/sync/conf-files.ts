@@ -1,6 +1,5 @@
-import type { Stats } from 'node:fs';
-import { lstat, mkdir, readdir, readFile, realpath, unlink, writeFile } from 'node:fs/promises';
-import { dirname, join, relative, sep } from 'node:path';
+import { lstat, readdir, realpath, unlink } from 'node:fs/promises';
+import { join, relative } from 'node:path';
 import {
   FileChangedError,
   FileWriteError,
@@ -8,12 +7,22 @@ import {
   LinkEtcdError,
   UnsafePathError,
 } from '../errors.js';
-import { type FileSignature, signatureOf, TEMP_MARK, writeFileAtomic } from '../files/atomic-write.js';
+import { type FileSignature, signatureOf, TEMP_MARK } from '../files/atomic-write.js';
+import {
+  createIn,
+  fileRefusal,
+  type OpenDir,
+  openDir,
+  readIn,
+  removeIn,
+  writeIn,
+} from '../files/confined.js';
 import { applyIniChanges, type IniChange } from '../ini/edit.js';
 import { decodeValue, encodeValue } from '../ini/escape.js';
 import { parseIni } from '../ini/parse.js';
 import { addressRefusal, keyOf, type Layout, parseKey } from '../layout/mapping.js';
 import { isMirrored, isSkippedFolder } from '../layout/mirrored.js';
+import { SYNC_DEFAULTS } from './defaults.js';
 import type { Conflict } from './merge.js';
 
 /** One conf file as last read. */
@@ -36,8 +45,6 @@ export type FileSnapshot =
     };
 
 const EMPTY: ReadonlyMap<string, string> = new Map();
-
-const isInside = (root: string, path: string): boolean => path === root || path.startsWith(root + sep);
 
 /** Every mirrored conf path under `confDir`, never following a symlink out of it. */
 export async function scanConfDir(confDir: string, under = ''): Promise<string[]> {
@@ -65,10 +72,23 @@ export async function scanConfDir(confDir: string, under = ''): Promise<string[]
   return found.sort();
 }
 
+const MAX_FILE_BYTES = SYNC_DEFAULTS.maxFileBytes;
+
+/** Where a conf path's file lies: its folder and its name. */
+function split(confPath: string): { dir: string; name: string } {
+  const cut = confPath.lastIndexOf('/');
+  return cut < 0
+    ? { dir: '', name: confPath }
+    : { dir: confPath.slice(0, cut), name: confPath.slice(cut + 1) };
+}
+
 /**
- * Reads one conf file into etcd keys. A file that does not parse is
- * `unreadable`: it pushes nothing until it is fixed. Names that cannot map
- * to a key are passed to `refuse` and skipped.
+ * Reads one conf file into etcd keys, through descriptors (files/confined.ts):
+ * a file behind a symlink, a FIFO, a socket, a device, a file with several
+ * hard links, a file over `maxBytes` or one that is not UTF-8 is
+ * `unreadable`, named with why. A file that does not parse is `unreadable`
+ * too: it pushes nothing until it is fixed. Names that cannot map to a key
+ * are passed to `refuse` and skipped.
  */
 export async function readConfFile(
   confDir: string,
@@ -76,23 +96,36 @@ export async function readConfFile(
   confPath: string,
   refuse: (what: string, reason: string) => void,
   previous?: FileSnapshot,
+  maxBytes = MAX_FILE_BYTES,
 ): Promise<FileSnapshot> {
   const file = join(confDir, confPath);
-  let text: string;
-  let signature: FileSignature;
+  const { dir: rel, name } = split(confPath);
+  let dir: OpenDir;
   try {
-    // Stat before reading: if the file changes in between, the signature is the older one and the next look reads again.
-    signature = signatureOf(await lstat(file));
-    const through = await linkOnTheWay(confDir, confPath);
-    if (through !== undefined) return { kind: 'unreadable', confPath, reason: through, entries: EMPTY };
-    if (previous?.kind === 'ok' && previous.signature === signature) return previous;
-    text = await readFile(file, 'utf8');
+    dir = await openDir(confDir, rel);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return { kind: 'missing', confPath, entries: EMPTY };
     return { kind: 'unreadable', confPath, reason: (error as Error).message, entries: EMPTY };
   }
-  return snapshotOf(l, confPath, text, file, refuse, signature);
+  try {
+    // A signature first: the same version as last time needs no read.
+    const info = await lstat(dir.at(name)).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return undefined;
+      throw error;
+    });
+    if (info === undefined) return { kind: 'missing', confPath, entries: EMPTY };
+    if (previous?.kind === 'ok' && previous.signature === signatureOf(info)) return previous;
+    const read = await readIn(confDir, dir, name, maxBytes);
+    if (read.kind === 'missing') return { kind: 'missing', confPath, entries: EMPTY };
+    if (read.kind === 'refused')
+      return { kind: 'unreadable', confPath, reason: `${file} ${read.reason}`, entries: EMPTY };
+    return snapshotOf(l, confPath, read.text, file, refuse, read.signature);
+  } catch (error) {
+    return { kind: 'unreadable', confPath, reason: (error as Error).message, entries: EMPTY };
+  } finally {
+    await dir.close();
+  }
 }
 
 /** Parses a conf file's text into etcd keys: no I/O. */
@@ -124,53 +157,12 @@ export function snapshotOf(
 }
 
 /**
- * The conf dir's real path, looked up on every use: a conf dir that is a
- * symlink re-pointed by a deploy must not leave the daemon checking paths
- * against the old target.
- */
-async function rootOf(confDir: string): Promise<string> {
-  return realpath(confDir);
-}
-
-/** Why a conf path is reached through a symlink (then it is not mirrored), or undefined. */
-async function linkOnTheWay(confDir: string, confPath: string): Promise<string | undefined> {
-  const root = await rootOf(confDir);
-  const real = await realpath(join(confDir, confPath)).catch(() => undefined);
-  if (real === undefined || real === join(root, confPath)) return undefined;
-  return `${join(confDir, confPath)} is a symlink or lies behind one: link-etcd does not follow links`;
-}
-
-/**
- * Refuses a write whose folder leads, through a symlink, out of the conf
- * dir, or onto a symlink. Returns the file's mode when it exists.
- */
-async function checkWritable(confDir: string, file: string): Promise<Stats | undefined> {
-  const root = await rootOf(confDir);
-  let dir = dirname(file);
-  // The nearest folder that exists decides where new folders would land; it must be where its name says.
-  for (;;) {
-    const real = await realpath(dir).catch(() => undefined);
-    if (real !== undefined) {
-      const logical = join(root, relative(confDir, dir));
-      if (!isInside(root, real)) throw new UnsafePathError(file, `leads out of the conf dir ${root}`);
-      if (real !== logical) {
-        throw new UnsafePathError(file, 'is reached through a symlink: link-etcd does not follow links');
-      }
-      break;
-    }
-    dir = dirname(dir);
-  }
-  const info = await lstat(file).catch(() => undefined);
-  if (info?.isSymbolicLink()) {
-    throw new UnsafePathError(file, 'is a symlink: link-etcd does not replace links');
-  }
-  return info;
-}
-
-/**
  * Applies key writes to one conf file, keeping everything else in it byte
- * for byte, atomically. `basedOn` is the text the plan saw: if the file
- * changed since, nothing is written and FileChangedError asks for a new plan.
+ * for byte, atomically, through descriptors (files/confined.ts): a folder
+ * or file that is a symlink is refused, never followed, and a folder moved
+ * out of the conf dir during the write has what was written removed.
+ * `basedOn` is the text the plan saw: if the file changed since, nothing is
+ * written and FileChangedError asks for a new plan.
  */
 export async function writeConfFile(
   confDir: string,
@@ -179,20 +171,29 @@ export async function writeConfFile(
   writes: ReadonlyArray<{ readonly key: string; readonly value: string | undefined }>,
   basedOn: FileSnapshot | undefined,
   check?: (staged: string) => Promise<void>,
-): Promise<{ text: string; signature: FileSignature | undefined }> {
+  maxBytes = MAX_FILE_BYTES,
+  removeIfHollow = false,
+): Promise<{ text: string; signature: FileSignature | undefined; removed?: true }> {
   const file = join(confDir, confPath);
+  const { dir: rel, name } = split(confPath);
+  let dir: OpenDir | undefined;
   try {
-    const info = await checkWritable(confDir, file);
-    const mode = info === undefined ? undefined : info.mode & 0o7777;
+    dir = await openDir(confDir, rel).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return undefined;
+      throw error;
+    });
+    const info = dir === undefined ? undefined : await lstat(dir.at(name)).catch(() => undefined);
+    if (info !== undefined && !info.isFile())
+      throw new UnsafePathError(file, fileRefusal(info) ?? 'is not a regular file');
     const expected = basedOn?.kind === 'ok' ? basedOn.text : undefined;
     // The same version the plan read needs no second read (measured: -0.1 ms per etcd -> file change).
     const unchanged = info !== undefined && basedOn?.kind === 'ok' && basedOn.signature === signatureOf(info);
-    const current = unchanged
-      ? expected
-      : await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
-          if (error.code === 'ENOENT') return undefined;
-          throw error;
-        });
+    let current = unchanged ? expected : undefined;
+    if (!unchanged && dir !== undefined && info !== undefined) {
+      const read = await readIn(confDir, dir, name, maxBytes);
+      if (read.kind === 'refused') throw new UnsafePathError(file, read.reason);
+      current = read.kind === 'ok' ? read.text : undefined;
+    }
     if (current !== expected) throw new FileChangedError(file);
     const doc = parseIni(current ?? '', file);
     const changes: IniChange[] = [];
@@ -204,11 +205,17 @@ export async function writeConfFile(
     }
     const text = applyIniChanges(doc, changes);
     if (text === current) return { text, signature: undefined };
-    if (current === undefined) await mkdir(dirname(file), { recursive: true });
-    const signature = await writeFileAtomic(file, text, {
-      ...(mode === undefined ? {} : { mode }),
+    if (removeIfHollow && dir !== undefined && info !== undefined && isHollow(text)) {
+      // Created by us from keys that are all gone now: nothing a person wrote is left in it.
+      await removeIn(confDir, dir, name, signatureOf(info));
+      return { text: '', signature: undefined, removed: true };
+    }
+    if (Buffer.byteLength(text) > maxBytes)
+      throw new FileWriteError(file, `it would grow over max_file_size (${maxBytes} bytes)`);
+    dir ??= await openDir(confDir, rel, true);
+    const signature = await writeIn(confDir, dir, name, text, {
+      mode: info === undefined ? 0o600 : info.mode & 0o7777,
       ...(info === undefined ? {} : { owner: { uid: info.uid, gid: info.gid } }),
-      known: true,
       // Re-checked right before the rename: a save made while we staged (or a check_cmd ran) is kept.
       expect: info === undefined ? null : signatureOf(info),
       ...(check === undefined ? {} : { check }),
@@ -218,11 +225,19 @@ export async function writeConfFile(
     if (error instanceof LinkEtcdError) throw error;
     // A path that cannot hold a file (a parent is a file, no space, read-only): this file waits, the rest goes on.
     const code = (error as NodeJS.ErrnoException).code;
-    if (typeof code === 'string') {
-      throw new FileWriteError(file, `${code}: ${(error as Error).message}`);
-    }
+    if (typeof code === 'string') throw new FileWriteError(file, `${code}: ${(error as Error).message}`);
     throw error;
+  } finally {
+    await dir?.close();
   }
+}
+
+/** Only section headers and blank lines: no key, no comment. */
+function isHollow(text: string): boolean {
+  return text.split('\n').every((line) => {
+    const t = line.trim();
+    return t === '' || (t.startsWith('[') && t.endsWith(']'));
+  });
 }
 
 /** Keeps the losing values of conflicts next to their file, where a person finds them; never mirrored. */
@@ -252,8 +267,13 @@ export async function writeConflictRecord(
     bySection.set(parsed.address.section, entries);
   }
   for (const [section, entries] of bySection) lines.push('', `[${section}]`, ...entries);
-  await checkWritable(confDir, file);
-  await writeFile(file, `${lines.join('\n')}\n`, { mode: 0o600, flag: 'wx' });
+  const { dir: rel, name } = split(`${confPath}.conflict-${stamp}`);
+  const dir = await openDir(confDir, rel);
+  try {
+    await createIn(dir, name, `${lines.join('\n')}\n`, 0o600);
+  } finally {
+    await dir.close();
+  }
   return file;
 }
 

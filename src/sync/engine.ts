@@ -61,8 +61,11 @@ export class SyncEngine {
       () => this.options.middleware,
       (key) => this.fileOfKey(key),
     );
-    this.files = new FileSide(confDir, this.layout, (what, reason) =>
-      this.report.refused('file', what, reason),
+    this.files = new FileSide(
+      confDir,
+      this.layout,
+      (what, reason) => this.report.refused('file', what, reason),
+      options.maxFileBytes ?? SYNC_DEFAULTS.maxFileBytes,
     );
     this.scheduler = new Scheduler(
       {

@@ -39,12 +39,19 @@ export type FileResult =
  */
 export class FileSide {
   private readonly snapshots = new Map<string, FileSnapshot>();
+  /**
+   * Files this run created from etcd keys. When deletions in etcd leave one
+   * with nothing but section headers, it is removed (put-and-delete cycles
+   * must not leave `[S]`-only files behind); a file a person made stays.
+   */
+  private readonly created = new Set<string>();
 
   constructor(
     readonly confDir: string,
     private readonly layout: Layout,
     /** A section or key name that maps to no safe etcd key. */
     private readonly refuse: (what: string, reason: string) => void,
+    private readonly maxBytes: number,
   ) {}
 
   /** Every mirrored file on disk now (none when the conf dir is missing). */
@@ -57,7 +64,9 @@ export class FileSide {
   }
 
   remember(path: string, snapshot: FileSnapshot): void {
-    this.snapshots.set(path, snapshot);
+    // A missing file's snapshot is never reused: keeping it would grow with every name ever deleted.
+    if (snapshot.kind === 'missing') this.snapshots.delete(path);
+    else this.snapshots.set(path, snapshot);
   }
 
   /**
@@ -76,6 +85,7 @@ export class FileSide {
             path,
             this.refuse,
             full ? undefined : this.snapshots.get(path),
+            this.maxBytes,
           ),
         ),
       ),
@@ -132,13 +142,21 @@ export class FileSide {
         writes,
         this.snapshots.get(file),
         check === undefined ? undefined : (staged) => check(file, staged),
+        this.maxBytes,
+        this.created.has(file),
       );
     } catch (error) {
       return { file, outcome: 'failed', error };
     }
+    if (written.removed) {
+      this.created.delete(file);
+      this.snapshots.delete(file);
+      return { file, outcome: 'written', writes };
+    }
     // Our write will come back as a file event; the snapshot must already know it, or it would look like an
     // edit. The file is the planned text with these writes applied, so its keys are too: no parse needed.
     const before = this.snapshots.get(file);
+    if (before?.kind !== 'ok' && written.signature !== undefined) this.created.add(file);
     const entries = new Map(before?.kind === 'ok' ? before.entries : []);
     for (const w of writes) {
       if (w.value === undefined) entries.delete(w.key);

@@ -1,4 +1,5 @@
 import { LinkEtcdError } from '../errors.js';
+import { setBounded } from './bounded.js';
 
 /**
  * When passes run, and over which files. Events only mark files dirty; the
@@ -61,6 +62,12 @@ export const RACE_RETRY_MS = 50;
 /** A file that cannot be written is retried after 50 ms, doubling to 30 s. */
 export const BACKOFF_MIN_MS = 50;
 export const BACKOFF_MAX_MS = 30_000;
+/**
+ * Change times kept for the `newest` policy. Past it the oldest are dropped:
+ * a key changed that long ago loses a tie to etcd, which is what a key with
+ * no known time does anyway.
+ */
+export const CHANGE_TIMES = 100_000;
 
 export class Scheduler {
   private readonly dirty = new Set<string>();
@@ -111,7 +118,7 @@ export class Scheduler {
    */
   fileChanged(path: string): void {
     const now = this.clock.now();
-    this.changedAt.set(`file\0${path}`, now);
+    setBounded(this.changedAt, `file\0${path}`, now, CHANGE_TIMES);
     this.markDirty(path, now);
     this.kick(this.quietMs);
     this.recheckLater(path, RECHECK_MS);
@@ -121,7 +128,7 @@ export class Scheduler {
   etcdChanged(changes: Iterable<readonly [path: string, key: string]>): void {
     const now = this.clock.now();
     for (const [path, key] of changes) {
-      this.changedAt.set(`etcd\0${key}`, now);
+      setBounded(this.changedAt, `etcd\0${key}`, now, CHANGE_TIMES);
       this.markDirty(path, now);
       this.mustPlan.add(path);
     }

@@ -21,6 +21,8 @@ export interface SyncOptions {
   readonly maxDeleteShare?: number;
   /** Quiet time after a file event before the file is read. Default `SYNC_DEFAULTS.quietMs`. */
   readonly quietMs?: number;
+  /** A conf file larger than this (bytes) is refused, not read. Default `SYNC_DEFAULTS.maxFileBytes`. */
+  readonly maxFileBytes?: number;
   /**
    * Follow the conf dir's file events (default true). Off, for volumes where
    * inotify sees nothing (NFS, some FUSE mounts) or its limit is spent: file

@@ -1,5 +1,6 @@
 import type { LinkEtcdError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { setBounded } from './bounded.js';
 import type { Blocked } from './guard.js';
 import type { Conflict, ConflictPolicy } from './merge.js';
 import type { Plan } from './plan.js';
@@ -29,6 +30,9 @@ export interface SyncStatus {
   readonly lastFullReconcile: number | undefined;
   readonly counters: Readonly<SyncCounters>;
 }
+
+/** Refused names remembered (so each is logged once); past it the oldest may be logged again. */
+const REMEMBERED_NAMES = 10_000;
 
 /** Keys named in one log line; the count is always there. */
 const LOGGED_KEYS = 10;
@@ -63,7 +67,8 @@ export class SyncReport {
   private fatalError: Error | undefined;
   private appliedRevision = 0;
   private lastFullReconcile: number | undefined;
-  private readonly refusedOnce = new Set<string>();
+  /** Names refused and already logged; bounded, so put-and-delete cycles of new names cannot grow it. */
+  private readonly refusedOnce = new Map<string, true>();
   private readonly unreadable = new Map<string, string>();
   private readonly unwritableFiles = new Map<string, string>();
 
@@ -84,7 +89,7 @@ export class SyncReport {
   /** A name on one side that maps to nothing safe on the other: said once per name. */
   refused(side: 'file' | 'etcd', what: string, reason: string): void {
     if (this.refusedOnce.has(what)) return;
-    this.refusedOnce.add(what);
+    setBounded(this.refusedOnce, what, true, REMEMBERED_NAMES);
     this.counters.refused++;
     // `from` tells the two apart without reading the message.
     if (side === 'etcd')

@@ -1,0 +1,316 @@
+import { randomBytes } from 'node:crypto';
+import type { Stats } from 'node:fs';
+import { constants } from 'node:fs';
+import { type FileHandle, lstat, mkdir, open, readlink, realpath, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FileChangedError, UnsafePathError } from '../errors.js';
+import { type FileSignature, signatureOf, TEMP_MARK } from './atomic-write.js';
+
+/**
+ * File access inside the conf dir that decides on what a descriptor really
+ * is, never on a path checked earlier. Folders are opened one segment at a
+ * time with O_NOFOLLOW, each below the descriptor of the one above (through
+ * Linux's /proc/self/fd/N/<name>, Node's stand-in for openat), so a folder
+ * swapped for a symlink between two steps is refused, not followed. Where
+ * /proc is missing (not Linux) the same calls work on paths, and the race
+ * windows described in docs/SECURITY.md are open.
+ */
+
+const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_DIRECTORY } = constants;
+
+let procFd: boolean | undefined;
+async function hasProcFd(): Promise<boolean> {
+  procFd ??= await readlink('/proc/self/fd/0').then(
+    () => true,
+    () =>
+      lstat('/proc/self/fd').then(
+        (s) => s.isDirectory(),
+        () => false,
+      ),
+  );
+  return procFd;
+}
+
+/** A folder of the conf dir, held open. */
+export interface OpenDir {
+  readonly handle: FileHandle;
+  /** Its conf-dir-relative path ('' for the conf dir). */
+  readonly rel: string;
+  /** The path to reach `name` inside it: through the descriptor where /proc allows. */
+  at(name: string): string;
+  close(): Promise<void>;
+}
+
+function heldDir(handle: FileHandle, rel: string, logical: string, proc: boolean): OpenDir {
+  return {
+    handle,
+    rel,
+    at: (name) => (proc ? `/proc/self/fd/${handle.fd}/${name}` : join(logical, name)),
+    close: () => handle.close(),
+  };
+}
+
+const DIR_FLAGS = O_RDONLY | O_DIRECTORY | O_NOFOLLOW;
+
+/**
+ * Opens the folder `rel` of the conf dir, segment by segment, never through
+ * a symlink. `create` makes missing folders (mode 0755, as mkdir -p would).
+ * Rejects with ENOENT when a folder is missing and not created, ENOTDIR
+ * when a file stands in its place, and UnsafePathError when it is a symlink.
+ */
+export async function openDir(confDir: string, rel: string, create = false): Promise<OpenDir> {
+  const proc = await hasProcFd();
+  // The conf dir itself may be a symlink (a deploy re-points it): that one is followed, freshly each time.
+  let handle = await open(confDir, O_RDONLY | O_DIRECTORY);
+  let logical = confDir;
+  let here = '';
+  try {
+    for (const segment of rel === '' ? [] : rel.split('/')) {
+      const next = proc ? `/proc/self/fd/${handle.fd}/${segment}` : join(logical, segment);
+      let child: FileHandle;
+      try {
+        child = await open(next, DIR_FLAGS);
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' && create) {
+          await mkdir(next, 0o755).catch((e: NodeJS.ErrnoException) => {
+            if (e.code !== 'EEXIST') throw e;
+          });
+          child = await open(next, DIR_FLAGS).catch(refuseLink(join(confDir, here, segment)));
+        } else throw refuseLink(join(confDir, here, segment))(error);
+      }
+      await handle.close();
+      handle = child;
+      here = here === '' ? segment : `${here}/${segment}`;
+      logical = join(logical, segment);
+    }
+  } catch (error) {
+    await handle.close();
+    throw error;
+  }
+  return heldDir(handle, rel, logical, proc);
+}
+
+function refuseLink(path: string): (error: unknown) => never {
+  return (error) => {
+    // ENOTDIR (a file where a folder should be) stays as it is: the caller knows whether that means missing.
+    if ((error as NodeJS.ErrnoException).code === 'ELOOP')
+      throw new UnsafePathError(path, 'is a symlink: link-etcd does not follow links');
+    throw error;
+  };
+}
+
+/**
+ * Whether a descriptor still lies at `rel` inside the conf dir: a folder
+ * opened safely may have been moved out since (its descriptor follows it).
+ * Always true without /proc.
+ */
+export async function stillAt(confDir: string, handle: FileHandle, rel: string): Promise<boolean> {
+  if (!(await hasProcFd())) return true;
+  const [where, root] = await Promise.all([readlink(`/proc/self/fd/${handle.fd}`), realpath(confDir)]);
+  return where === (rel === '' ? root : join(root, rel));
+}
+
+const KIND: ReadonlyArray<readonly [(s: Stats) => boolean, string]> = [
+  [(s) => s.isFIFO(), 'a FIFO'],
+  [(s) => s.isSocket(), 'a socket'],
+  [(s) => s.isCharacterDevice() || s.isBlockDevice(), 'a device'],
+  [(s) => s.isDirectory(), 'a folder'],
+  [(s) => s.isSymbolicLink(), 'a symlink'],
+];
+
+/** Why a file with these stats is not mirrored: only regular files with one link are. */
+export function fileRefusal(info: Stats): string | undefined {
+  if (!info.isFile()) {
+    const kind = KIND.find(([is]) => is(info))?.[1] ?? 'not a regular file';
+    return `is ${kind}: only regular files are mirrored`;
+  }
+  // A second name could be anywhere, link/etcd/middleware.conf included: which one is real cannot be told.
+  if (info.nlink > 1)
+    return `has ${info.nlink} hard links: link-etcd cannot tell where else it lives; keep one link`;
+  return undefined;
+}
+
+export type ReadResult =
+  | { readonly kind: 'missing' }
+  | { readonly kind: 'refused'; readonly reason: string }
+  | { readonly kind: 'ok'; readonly text: string; readonly signature: FileSignature };
+
+/**
+ * Reads `name` in an open folder: O_NOFOLLOW | O_NONBLOCK (a FIFO cannot
+ * block us), then fstat decides (a regular file with one link, at most
+ * `maxBytes`), then the descriptor's real path is checked, and only then
+ * are its bytes read, as strict UTF-8.
+ */
+export async function readIn(
+  confDir: string,
+  dir: OpenDir,
+  name: string,
+  maxBytes: number,
+): Promise<ReadResult> {
+  let handle: FileHandle;
+  try {
+    handle = await open(dir.at(name), O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return { kind: 'missing' };
+    if (code === 'ELOOP') return { kind: 'refused', reason: 'is a symlink: link-etcd does not follow links' };
+    if (code === 'ENXIO') return { kind: 'refused', reason: 'is a socket: only regular files are mirrored' };
+    throw error;
+  }
+  try {
+    const info = await handle.stat();
+    const refusal = fileRefusal(info);
+    if (refusal !== undefined) return { kind: 'refused', reason: refusal };
+    if (info.size > maxBytes) return { kind: 'refused', reason: tooLarge(info.size, maxBytes) };
+    const rel = dir.rel === '' ? name : `${dir.rel}/${name}`;
+    if (!(await stillAt(confDir, handle, rel)))
+      return { kind: 'refused', reason: 'moved while link-etcd opened it: read again later' };
+    const bytes = await readAtMost(handle, maxBytes);
+    if (bytes.length > maxBytes) return { kind: 'refused', reason: tooLarge(bytes.length, maxBytes) };
+    const text = decodeUtf8(bytes);
+    if (typeof text !== 'string') return { kind: 'refused', reason: text.reason };
+    return { kind: 'ok', text, signature: signatureOf(info) };
+  } finally {
+    await handle.close();
+  }
+}
+
+function tooLarge(size: number, max: number): string {
+  const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+  return `is ${mib(size)}, over max_file_size (${mib(max)}): split the file or raise max_file_size`;
+}
+
+/** Up to `max + 1` bytes: one more than allowed tells a file that grew past the limit after fstat. */
+async function readAtMost(handle: FileHandle, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for (;;) {
+    const want = Math.min(65536, max + 1 - total);
+    if (want <= 0) break;
+    const buffer = Buffer.allocUnsafe(want);
+    const { bytesRead } = await handle.read(buffer, 0, want, null);
+    if (bytesRead === 0) break;
+    chunks.push(buffer.subarray(0, bytesRead));
+    total += bytesRead;
+  }
+  return Buffer.concat(chunks, total);
+}
+
+const strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** The text, or where it stops being UTF-8: never a lossy U+FFFD rewrite of someone's bytes. */
+export function decodeUtf8(bytes: Uint8Array): string | { readonly reason: string } {
+  try {
+    return strict.decode(bytes);
+  } catch {
+    // The first offset where a valid prefix ends, for the error message.
+    let low = 0;
+    let high = bytes.length;
+    while (low < high) {
+      const mid = (low + high + 1) >> 1;
+      if (validPrefix(bytes.subarray(0, mid))) low = mid;
+      else high = mid - 1;
+    }
+    return { reason: `is not valid UTF-8 (byte offset ${low}): save it as UTF-8` };
+  }
+}
+
+function validPrefix(bytes: Uint8Array): boolean {
+  try {
+    new TextDecoder('utf-8', { fatal: true }).decode(bytes, { stream: true });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface ConfinedWrite {
+  readonly mode: number;
+  readonly owner?: { readonly uid: number; readonly gid: number };
+  /** The signature the target must still have right before the rename (`null`: must not exist). */
+  readonly expect: FileSignature | null;
+  /** Runs on the staged temp file (its logical path) before it replaces the target. */
+  readonly check?: (staged: string) => Promise<void>;
+}
+
+/**
+ * Replaces `name` in an open folder with `content`: a short temp name
+ * created O_EXCL | O_NOFOLLOW, written, fsynced, renamed over the target
+ * (a rename never follows a symlink), the folder fsynced. Afterwards the
+ * folder must still be where it should: if it was moved out of the conf dir
+ * meanwhile, what was written is removed and the write refused.
+ */
+export async function writeIn(
+  confDir: string,
+  dir: OpenDir,
+  name: string,
+  content: string,
+  options: ConfinedWrite,
+): Promise<FileSignature> {
+  // Fixed length, whatever the target's name: a name up to NAME_MAX still has room for its temp file.
+  const temp = `${TEMP_MARK}${randomBytes(8).toString('hex')}.tmp`;
+  const handle = await open(dir.at(temp), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, options.mode);
+  let signature: FileSignature;
+  try {
+    try {
+      await handle.writeFile(content, 'utf8');
+      await handle.sync();
+      const info = await handle.stat();
+      signature = signatureOf(info);
+      // open()'s mode passes through the umask; the file's own mode must not.
+      if ((info.mode & 0o7777) !== options.mode) await handle.chmod(options.mode);
+      // The app reading this file may run as its owner: keep it, when we may.
+      const owner = options.owner;
+      if (owner && (owner.uid !== info.uid || owner.gid !== info.gid)) {
+        await handle.chown(owner.uid, owner.gid).catch(() => undefined);
+      }
+    } finally {
+      await handle.close();
+    }
+    if (options.check) await options.check(join(confDir, dir.rel, temp));
+    const now = await lstat(dir.at(name)).then(signatureOf, (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return null;
+      throw error;
+    });
+    if (now !== options.expect) throw new FileChangedError(join(confDir, dir.rel, name));
+    await rename(dir.at(temp), dir.at(name));
+  } catch (error) {
+    await unlink(dir.at(temp)).catch(() => undefined);
+    throw error;
+  }
+  await dir.handle.sync();
+  if (!(await stillAt(confDir, dir.handle, dir.rel))) {
+    // Ours only: the inode we wrote, not whatever a racer put there since.
+    const there = await lstat(dir.at(name)).then(signatureOf, () => undefined);
+    if (there === signature) await unlink(dir.at(name)).catch(() => undefined);
+    throw new UnsafePathError(
+      join(confDir, dir.rel, name),
+      'was moved out of the conf dir while link-etcd wrote it: what it wrote was removed',
+    );
+  }
+  return signature;
+}
+
+/** Creates `name` in an open folder, failing if anything (a symlink included) is already there. */
+export async function createIn(dir: OpenDir, name: string, content: string, mode: number): Promise<void> {
+  const handle = await open(dir.at(name), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
+  try {
+    await handle.writeFile(content, 'utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Removes `name` from an open folder if it is still the version `expect` names. */
+export async function removeIn(
+  confDir: string,
+  dir: OpenDir,
+  name: string,
+  expect: FileSignature,
+): Promise<void> {
+  const now = await lstat(dir.at(name)).then(signatureOf, () => undefined);
+  if (now !== expect) throw new FileChangedError(join(confDir, dir.rel, name));
+  await unlink(dir.at(name));
+  await dir.handle.sync();
+}
