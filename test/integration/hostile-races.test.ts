@@ -48,10 +48,11 @@ describe(`path races (${SECONDS} s each)`, () => {
     await mkdir(join(f.confDir, 'd'));
     await writeFile(join(f.confDir, 'd', 'middleware.conf'), '[ETCD]\npassword = decoy\n');
     await writeFile(join(f.confDir, 'control.conf'), '[S]\nk = 0\n');
-    await f.start({ fullReconcileMs: 100 });
+    // A full pass every 50 ms reads every file again: many reads, many chances for a swap to land between steps.
+    await f.start({ fullReconcileMs: 50 });
     attacker(
       f.confDir,
-      `for (let i = 0; i < 4; i++) {
+      `for (let i = 0; i < 16; i++) {
         tryIt(() => fs.symlinkSync('link/etcd/middleware.conf', 'l' + i));
         tryIt(() => fs.renameSync('l' + i, 'r' + i + '.conf'));
         tryIt(() => fs.writeFileSync('t' + i, '[ETCD]\\npassword = decoy\\n'));
