@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { dirname, join, posix, resolve } from 'node:path';
 import picomatch from 'picomatch';
 import { HookRefusedError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -41,7 +42,11 @@ export function withVariables(command: string): string {
  * `"$LINK_ETCD_FILE"` and `"$LINK_ETCD_PATH"`: the values travel in the
  * environment, never in the command text, so a conf path made from an etcd
  * key (`x$(rm -rf ~).conf`) cannot inject a command whatever quotes the
- * command puts around its placeholders.
+ * command puts around its placeholders. Callers pass absolute paths (see
+ * `Hooks.check`), so a value never starts with `-` and never reads as an
+ * option of the command's program. What the command itself does with the
+ * value is its own business: pasted into a nested `sh -c '...'`, it is
+ * parsed again (the README shows the safe form).
  */
 export function runCommand(
   command: string,
@@ -130,9 +135,15 @@ export class Hooks {
     reload?: Debouncer;
   }>;
 
+  /**
+   * `confDir` makes `{path}` the absolute path of the conf file. Without it
+   * the path is found next to the staged file, which writeFileAtomic always
+   * creates in the folder of the file it replaces.
+   */
   constructor(
     specs: readonly HookSpec[],
     private readonly logger: Logger,
+    private readonly confDir?: string,
   ) {
     this.matchers = specs.map((spec) => {
       const entry: { spec: HookSpec; matches: (path: string) => boolean; reload?: Debouncer } = {
@@ -152,15 +163,23 @@ export class Hooks {
     });
   }
 
-  /** Runs every matching check_cmd on the staged file; rejects with HookRefusedError on the first refusal. */
+  /** The absolute path of a conf path, as `{path}` expands. */
+  absolutePath(confPath: string, staged: string): string {
+    return this.confDir !== undefined
+      ? join(resolve(this.confDir), confPath)
+      : join(dirname(resolve(staged)), posix.basename(confPath));
+  }
+
+  /**
+   * Runs every matching check_cmd on the staged file (`{file}`, absolute)
+   * with `{path}` the conf file's absolute path; rejects with
+   * HookRefusedError on the first refusal.
+   */
   async check(confPath: string, staged: string): Promise<void> {
+    const vars = { file: resolve(staged), path: this.absolutePath(confPath, staged) };
     for (const m of this.matchers) {
       if (m.spec.checkCmd === undefined || !m.matches(confPath)) continue;
-      const { code, output } = await runCommand(
-        m.spec.checkCmd,
-        { file: staged, path: confPath },
-        m.spec.timeout,
-      );
+      const { code, output } = await runCommand(m.spec.checkCmd, vars, m.spec.timeout);
       if (code !== 0)
         throw new HookRefusedError(m.spec.name, confPath, `exit ${code}${output ? `: ${output}` : ''}`);
     }

@@ -169,6 +169,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       'run the app as a child after the first sync, signal it on changes, exit with it',
     )
     .option('--reload-signal <signal>', 'signal sent to the --exec child on changes (default SIGHUP)')
+    .option('--allow-any-names', 'mirror conf paths outside the portable set (letters, digits, . _ - + @)')
+    .option(
+      '--max-file-size <bytes>',
+      `refuse conf files larger than this (default ${SYNC_DEFAULTS.maxFileBytes})`,
+    )
     .action(async (opts: Record<string, string | boolean | undefined>) => {
       const { once, dryRun, ...rest } = opts;
       const flagsGiven: Partial<Record<SyncKey, string | boolean>> = {};

@@ -37,6 +37,13 @@ export interface SyncSettings {
   readonly exec: string | undefined;
   readonly reloadSignal: NodeJS.Signals;
   readonly hooks: readonly HookSpec[];
+  /**
+   * Mirror conf paths outside the portable set (letters, digits, `. _ - + @`):
+   * the daemon passes it to `setNamePolicy` of layout/mirrored.
+   */
+  readonly allowAnyNames: boolean;
+  /** Bytes; a larger conf file is refused. */
+  readonly maxFileSize: number;
 }
 
 /** Every setting, by its sync.conf name; the flag is `--name-with-dashes`, the variable `LINK_ETCD_NAME`. */
@@ -53,6 +60,8 @@ export const SYNC_KEYS = [
   'local_etcd',
   'exec',
   'reload_signal',
+  'allow_any_names',
+  'max_file_size',
 ] as const;
 export type SyncKey = (typeof SYNC_KEYS)[number];
 
@@ -175,6 +184,8 @@ export async function loadSyncSettings(
     format: raw('log_format'),
     local: raw('local_etcd'),
     signal: raw('reload_signal'),
+    anyNames: raw('allow_any_names'),
+    maxFile: raw('max_file_size'),
   };
   return {
     prefix: text('prefix') ?? SYNC_DEFAULTS.prefix,
@@ -190,6 +201,8 @@ export async function loadSyncSettings(
     exec: text('exec'),
     reloadSignal: r.signal ? (oneOf('reload_signal', r.signal, SIGNALS) as NodeJS.Signals) : 'SIGHUP',
     hooks: hooksOf(sections, file),
+    allowAnyNames: r.anyNames ? bool('allow_any_names', r.anyNames) : SYNC_DEFAULTS.allowAnyNames,
+    maxFileSize: r.maxFile ? Math.floor(positive('max_file_size', r.maxFile)) : SYNC_DEFAULTS.maxFileBytes,
   };
 }
 

@@ -1,5 +1,5 @@
 import { posix } from 'node:path';
-import { hasControl, mirroredRefusal, type Refusal } from './mirrored.js';
+import { hasControl, mirroredRefusal, onNamePolicyChange, type Refusal } from './mirrored.js';
 
 /**
  * The one mapping between the three views of DESIGN.md §1, as a value every
@@ -60,6 +60,8 @@ export function parseKey(l: Layout, etcdKey: string): KeyParse {
 /** Verdicts on conf paths: a daemon sees the same few thousand files for every key (measured: -0.5 s per 100,000 keys). */
 const confPathVerdicts = new Map<string, Refusal>();
 const VERDICT_CACHE_LIMIT = 100_000;
+// A verdict holds under one name policy only (`allow_any_names`).
+onNamePolicyChange(() => confPathVerdicts.clear());
 
 function confPathRefusal(confPath: string): Refusal {
   if (confPathVerdicts.has(confPath)) return confPathVerdicts.get(confPath);

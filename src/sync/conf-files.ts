@@ -96,7 +96,7 @@ export async function readConfFile(
   confPath: string,
   refuse: (what: string, reason: string) => void,
   previous?: FileSnapshot,
-  maxBytes = MAX_FILE_BYTES,
+  maxBytes: number = MAX_FILE_BYTES,
 ): Promise<FileSnapshot> {
   const file = join(confDir, confPath);
   const { dir: rel, name } = split(confPath);
@@ -171,7 +171,7 @@ export async function writeConfFile(
   writes: ReadonlyArray<{ readonly key: string; readonly value: string | undefined }>,
   basedOn: FileSnapshot | undefined,
   check?: (staged: string) => Promise<void>,
-  maxBytes = MAX_FILE_BYTES,
+  maxBytes: number = MAX_FILE_BYTES,
   removeIfHollow = false,
 ): Promise<{ text: string; signature: FileSignature | undefined; removed?: true }> {
   const file = join(confDir, confPath);

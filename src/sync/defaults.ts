@@ -13,8 +13,10 @@ export const SYNC_DEFAULTS = {
   maxDeleteShare: 0.5,
   /** Seconds between full reconciles. */
   fullReconcileSeconds: 300,
-  /** A conf file larger than this is refused, not read: a 200 MB file must not take the daemon's memory. */
-  maxFileBytes: 4 * 1048576,
+  /** A conf file larger than this (bytes) is refused, not read: a 200 MB file must not take the daemon's memory. */
+  maxFileBytes: 4_194_304,
+  /** Mirror conf paths outside the portable name set (layout/mirrored.ts). */
+  allowAnyNames: false,
   /** Quiet time after a file event before the file is read (ms). */
   quietMs: 10,
 } as const;

@@ -58,6 +58,14 @@ const QUOTED: Record<DefaultName, { setting?: Setting; sentences: Array<[string,
       ['docs/OPERATIONS.md', `(every ${SYNC_DEFAULTS.fullReconcileSeconds} s by default)`],
     ],
   },
+  maxFileBytes: {
+    setting: { flag: '--max-file-size', key: 'max_file_size', field: 'maxFileSize' },
+    sentences: [],
+  },
+  allowAnyNames: {
+    setting: { flag: '--allow-any-names', key: 'allow_any_names', field: 'allowAnyNames' },
+    sentences: [],
+  },
   quietMs: {
     sentences: [
       ['README.md', `a ${SYNC_DEFAULTS.quietMs} ms quiet window after a file event`],

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { decodeValue, encodeValue } from '../../src/ini/escape.js';
 import { parseIni } from '../../src/ini/parse.js';
 import { keyOf, layout, parseKey } from '../../src/layout/mapping.js';
-import { isMirrored, isSkippedFolder, mirroredRefusal } from '../../src/layout/mirrored.js';
+import { isMirrored, isSkippedFolder, mirroredRefusal, setNamePolicy } from '../../src/layout/mirrored.js';
 
 describe('conf path <-> key mapping', () => {
   const l = layout('/');
@@ -36,7 +36,10 @@ describe('conf path <-> key mapping', () => {
     ['/a.conf/S/ k', /spaces/],
     ['/a.conf/S/', /empty key/],
     ['/a.conf.swp/S/k', /not a \.conf/],
-    ['/a~.conf/S/k', undefined],
+    // Not an editor backup (those end in `~`), but `~` is outside the portable set: see names.test.ts.
+    ['/a~.conf/S/k', /character `~` \(U\+007E\) is outside the portable set/],
+    ['/a-~.conf/S/k', /portable set/],
+    ['/-a.conf/S/k', /starts with `-`/],
   ])('refuses %s with a reason', (key, reason) => {
     const parsed = parseKey(l, key);
     if (reason === undefined) expect(parsed.ok).toBe(true);
@@ -54,12 +57,27 @@ describe('conf path <-> key mapping', () => {
     expect(mirroredRefusal('a/c.conf.conflict-1')).toBeDefined();
   });
 
+  it('mirrors a name ending in `~.conf` under allow_any_names: only `~` at the very end marks a backup', () => {
+    setNamePolicy('any');
+    try {
+      expect(parseKey(l, '/a~.conf/S/k').ok).toBe(true);
+      expect(mirroredRefusal('a/c.conf~')).toBeDefined();
+    } finally {
+      setNamePolicy('portable');
+    }
+  });
+
   // One rule for the scan, the file watcher and the key mapping: link/etcd/ in any case or Unicode spelling.
   it.each([
     ['link/etcd/sync.conf', false],
     ['Link/Etcd/sync.conf', false],
     ['LINK/ETCD/middleware.conf', false],
     ['\uff4c\uff49\uff4e\uff4b/etcd/x.conf', false],
+    ['link/etcd /x.conf', false],
+    ['l\u0131nk/etcd/x.conf', false],
+    ['lin\u212a/etcd/x.conf', false],
+    ['link./etcd/x.conf', false],
+    ['L\u0130nk/etcd/x.conf', false],
     ['link/etcd/deeper/x.conf', false],
     ['link/etcdx/a.conf', true],
     ['etcd/link/a.conf', true],
@@ -74,6 +92,14 @@ describe('conf path <-> key mapping', () => {
     ['link', false],
     ['link/etcd', true],
     ['Link/ETCD', true],
+    ['LINK/ETCD', true],
+    ['link/etcd ', true],
+    ['l\u0131nk/etcd', true],
+    ['lin\u212a/etcd', true],
+    ['\uff4c\uff49\uff4e\uff4b/etcd', true],
+    ['link./etcd', true],
+    ['L\u0130nk/etcd', true],
+    ['link/etcdx', false],
     ['link/etcd/sub', true],
     ['a/.git', true],
     ['.hidden', true],

@@ -515,10 +515,9 @@ describe('Scheduler: stop', () => {
 });
 
 describe('Scheduler: stop vs a queued exclusive task', () => {
-  // Suspected bug (see the report): stop() awaits only the pass in flight. An exclusive task (a full
-  // reconcile) queued behind that pass starts when it ends, and stop() resolves while the task still runs.
-  // Either fix (stop waits for it, or the task is refused after stop) makes this pass.
-  it('whatever started before stop() resolved has also ended', async () => {
+  // An exclusive task (a full reconcile) queued behind the pass in flight must not start after stop()
+  // began (it would outlive stop() and write after the base was saved): it is refused instead.
+  it('whatever started before stop() resolved has also ended; a task queued behind it is refused', async () => {
     const { clock, s, work } = setup();
     const pass = deferred();
     work.onPass = () => pass.promise;
@@ -530,11 +529,13 @@ describe('Scheduler: stop vs a queued exclusive task', () => {
       await new Promise<void>((resolve) => clock.schedule(resolve, 10));
       events.push('task end');
     });
+    const refused = expect(waiting).rejects.toMatchObject({ code: 'CLOSED' });
     const stopping = s.stop().then(() => events.push('stopped'));
     pass.resolve();
     await clock.advance(100);
     await Promise.allSettled([stopping, waiting]);
     const beforeStopped = events.slice(0, events.indexOf('stopped'));
     expect(beforeStopped.includes('task start')).toBe(beforeStopped.includes('task end'));
+    await refused;
   });
 });
