@@ -1,5 +1,5 @@
 import { posix } from 'node:path';
-import { hasControl, mirroredRefusal, onNamePolicyChange, type Refusal } from './mirrored.js';
+import { hasControl, mirroredRefusal, NOT_UTF8, onNamePolicyChange, type Refusal } from './mirrored.js';
 
 /**
  * The one mapping between the three views of DESIGN.md §1, as a value every
@@ -28,6 +28,7 @@ export function iniNameRefusal(name: string, what: 'section' | 'key'): Refusal {
   if (name === '') return `empty ${what} name`;
   if (name !== name.trim()) return `${what} name starts or ends with spaces`;
   if (hasControl(name)) return `control character in a ${what} name`;
+  if (name.includes('\uFFFD')) return `${what} name ${NOT_UTF8}`;
   if (what === 'section' && name.includes(']')) return 'section name holds `]`';
   if (what === 'key' && name.includes('=')) return 'key name holds `=`';
   if (what === 'key' && /^[[;#]/.test(name)) return 'key name starts with `[`, `;` or `#`';

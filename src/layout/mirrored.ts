@@ -59,11 +59,18 @@ function describeCharacter(c: string): string {
 }
 
 /** A path segment safe to create on disk under the conf dir, under the current name policy. */
+/**
+ * etcd keys are bytes; the client decodes them with U+FFFD for what is not
+ * UTF-8, and two keys differing only there would collapse into one name.
+ */
+export const NOT_UTF8 = 'not valid UTF-8 (or holds U+FFFD, its replacement character)';
+
 export function segmentRefusal(segment: string): Refusal {
   if (segment === '') return 'empty path segment';
   if (segment === '.' || segment === '..') return `\`${segment}\` path segment`;
   if (segment.startsWith('.')) return 'segment starts with a dot (hidden files are not mirrored)';
   if (hasControl(segment)) return 'control character in a path segment';
+  if (segment.includes('\uFFFD')) return NOT_UTF8;
   if (segment.includes('\\')) return 'backslash in a path segment';
   if (segment.startsWith('-')) return 'segment starts with `-` (a program would read it as an option)';
   if (Buffer.byteLength(segment) > MAX_SEGMENT_BYTES)

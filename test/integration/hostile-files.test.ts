@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { link, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { Etcd3 } from 'etcd3';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { EtcdServer } from '../harness/etcd.js';
 import { waitFor } from '../harness/wait.js';
@@ -86,6 +87,26 @@ describe('hostile files in the conf dir', () => {
     });
     expect(await etcd.etcdctl('get', '--prefix', f.prefix)).not.toContain('hunter2');
     expect(JSON.stringify(f.lines)).not.toContain('hunter2');
+  });
+
+  it('refuses a key that is not valid UTF-8: no two keys collapse into one lossy name', async () => {
+    const f = await fixture();
+    await f.start();
+    const raw = new Etcd3({ hosts: etcd.endpoint });
+    try {
+      const key = (byte: number) =>
+        Buffer.concat([Buffer.from(`${f.prefix}bad`), Buffer.from([byte]), Buffer.from('.conf/S/k')]);
+      await raw.put(key(0xff)).value('one');
+      await raw.put(key(0xfe)).value('two');
+    } finally {
+      raw.close();
+    }
+    await etcd.etcdctl('put', `${f.prefix}fine.conf/S/k`, 'ok');
+    await waitFor(async () => (await readdir(f.confDir)).includes('fine.conf'));
+    expect(await readdir(f.confDir)).toEqual(['fine.conf']);
+    expect(f.lines.filter((l) => l.from === 'etcd' && /not valid UTF-8/.test(String(l.reason)))).toHaveLength(
+      1,
+    );
   });
 
   it('writes a file whose name is 250 bytes long (its temp file name is short)', async () => {
