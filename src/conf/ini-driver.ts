@@ -8,6 +8,7 @@ import { writeFileAtomic } from '../files/atomic-write.js';
 import { applyIniChanges, type IniChange } from '../ini/edit.js';
 import { type IniDocument, parseIni } from '../ini/parse.js';
 import { confDir as defaultConfDir } from '../layout/conf-dir.js';
+import { rawTextProblem } from '../layout/ini-chars.js';
 import { iniNameRefusal } from '../layout/mapping.js';
 import type { Logger } from '../log.js';
 import { BaseConfDriver } from './driver.js';
@@ -40,10 +41,8 @@ function rawFromDoc(doc: IniDocument): RawConf {
 
 /** Why INI cannot hold `value` as written, or undefined when it can. */
 function unrepresentable(value: string): string | undefined {
-  if (/[\r\n]/.test(value)) return 'an INI value cannot hold a line break';
-  if (value !== value.trim())
-    return 'an INI value cannot start or end with spaces (they are trimmed on reading)';
-  return undefined;
+  const problem = rawTextProblem(value);
+  return problem === undefined ? undefined : `an INI value cannot be written raw: it ${problem}`;
 }
 
 /**

@@ -1,4 +1,5 @@
 import { posix } from 'node:path';
+import { iniNameProblem } from './ini-chars.js';
 import { hasControl, mirroredRefusal, NOT_UTF8, onNamePolicyChange, type Refusal } from './mirrored.js';
 
 /**
@@ -23,17 +24,15 @@ export interface KeyAddress {
   readonly key: string;
 }
 
-/** A section or key name INI can hold on one line and read back as the same name. */
+/**
+ * A section or key name INI can hold on one line and configparser reads
+ * back as the same name (ini-chars.ts), and that maps to one key segment.
+ */
 export function iniNameRefusal(name: string, what: 'section' | 'key'): Refusal {
-  if (name === '') return `empty ${what} name`;
-  if (name !== name.trim()) return `${what} name starts or ends with spaces`;
   if (hasControl(name)) return `control character in a ${what} name`;
   if (name.includes('\uFFFD')) return `${what} name ${NOT_UTF8}`;
-  if (what === 'section' && name.includes(']')) return 'section name holds `]`';
-  if (what === 'key' && name.includes('=')) return 'key name holds `=`';
-  if (what === 'key' && /^[[;#]/.test(name)) return 'key name starts with `[`, `;` or `#`';
   if (name.includes('/')) return `${what} name holds \`/\``;
-  return undefined;
+  return iniNameProblem(name, what);
 }
 
 export type KeyParse =

@@ -168,7 +168,7 @@ describe('IniConfDriver (real files)', () => {
     await writeFile(file, `${FILE}broken line without equals\n`);
     await waitFor(() => errors.length === 1);
     expect(errors[0]?.message).toBe(
-      `${file}:7: expected \`key = value\`, a [section] or a comment, got \`broken line without equals\``,
+      `${file}:7: expected \`key = value\`, a [section] or a comment (the line is not shown: it may hold a secret)`,
     );
     await writeFile(file, FILE.replace('myparam = 1', 'myparam = 8'));
     await waitFor(() => values.length === 3);

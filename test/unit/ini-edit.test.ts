@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { writeFileAtomic } from '../../src/files/atomic-write.js';
-import { applyIniChanges, type IniChange } from '../../src/ini/edit.js';
+import { applyIniChanges, type IniChange, IniEditError } from '../../src/ini/edit.js';
 import { parseIni } from '../../src/ini/parse.js';
 
 const FILE = `; My app
@@ -55,6 +55,72 @@ describe('format-preserving INI edits', () => {
 
   it('writes a new file from nothing', () => {
     expect(edit('', [{ section: 'S', key: 'k', value: 'v' }])).toBe('[S]\nk = v\n');
+  });
+
+  it('changes a line whose old value holds U+2028, U+2029 or U+0085 (no silent revert)', () => {
+    for (const c of ['\u2028', '\u2029', '\u0085']) {
+      const text = `[S]\nk = a${c}b\nz = ${c}\n`;
+      expect(edit(text, [{ section: 'S', key: 'k', value: 'new' }])).toBe(`[S]\nk = new\nz = ${c}\n`);
+    }
+  });
+
+  it('keeps a line byte for byte when its value does not change', () => {
+    const text = '[S]\nk =   v   \t\n';
+    expect(edit(text, [{ section: 'S', key: 'k', value: 'v' }])).toBe(text);
+  });
+
+  it('keeps each line end of a file that mixes them; a new line takes the end of the line before it', () => {
+    const text = '[S]\r\na = 1\nb = 2\r\n[T]\nt = 1\n';
+    expect(
+      edit(text, [
+        { section: 'S', key: 'a', value: '9' },
+        { section: 'S', key: 'c', value: '3' },
+        { section: 'T', key: 'u', value: '2' },
+      ]),
+    ).toBe('[S]\r\na = 9\nb = 2\r\nc = 3\r\n[T]\nt = 1\nu = 2\n');
+  });
+
+  it('deletes without checking names: a name the file cannot hold is not in it', () => {
+    expect(edit('[S]\nk = v\n', [{ section: 'S', key: 'a:b', value: undefined }])).toBe('[S]\nk = v\n');
+  });
+
+  it('writes a value text holding U+2028, \\v or U+0085 inside as given: it stays on its line for every reader', () => {
+    const out = edit('[S]\nk = v\n', [{ section: 'S', key: 'k', value: 'a\u2028b\vc\u0085d' }]);
+    expect(out).toBe('[S]\nk = a\u2028b\vc\u0085d\n');
+    expect(parseIni(out, 'f').sections.get('S')?.get('k')).toBe('a\u2028b\vc\u0085d');
+  });
+
+  it('copies only spaces and tabs around `=` to new keys', () => {
+    expect(edit('[S]\nk\u2028=\u2028v\n', [{ section: 'S', key: 'n', value: '1' }])).toBe(
+      '[S]\nk\u2028=\u2028v\nn = 1\n',
+    );
+    expect(edit('[S]\nk\t=v\n', [{ section: 'S', key: 'n', value: '1' }])).toBe('[S]\nk\t=v\nn\t=1\n');
+  });
+
+  it('indents new keys so that configparser does not read them, or the next header, as a continuation', () => {
+    // After an indented key: that key's indentation (the next header is no deeper).
+    expect(edit('[S]\n    a = 1\n  [T]\n', [{ section: 'S', key: 'b', value: '2' }])).toBe(
+      '[S]\n    a = 1\n    b = 2\n  [T]\n',
+    );
+    // Right after a header: as deep as the next header, which would otherwise continue the new key.
+    expect(edit('[S]\n  [T]\n', [{ section: 'S', key: 'b', value: '2' }])).toBe('[S]\n  b = 2\n  [T]\n');
+    expect(edit('  [S]\n[T]\n', [{ section: 'S', key: 'b', value: '2' }])).toBe('  [S]\n  b = 2\n[T]\n');
+  });
+
+  it.each([
+    ['a value with a line break', { section: 'S', key: 'k', value: 'hunter2\n[X]' }, /line break/],
+    ['a value with a CR', { section: 'S', key: 'k', value: 'hunter2\r[X]' }, /line break/],
+    ['a value ending in U+2028', { section: 'S', key: 'k', value: 'hunter2\u2028' }, /spaces/],
+    ['a value with spaces at an end', { section: 'S', key: 'k', value: 'hunter2\x1f' }, /spaces/],
+    ['a key with `:`', { section: 'S', key: 'a:b', value: 'hunter2' }, /`=` or `:`/],
+    ['a key starting with `[`', { section: 'S', key: '[a]b', value: 'hunter2' }, /starts with `\[`/],
+    ['a section with `]`', { section: 'a]b', key: 'k', value: 'hunter2' }, /holds `\]`/],
+    ['a section with a line break', { section: 'a\nb', key: 'k', value: 'hunter2' }, /line break/],
+    ['a key with spaces at an end', { section: 'S', key: 'k\u0085', value: 'hunter2' }, /spaces/],
+  ])('refuses %s, naming section and key but not the value', (_name, change, reason) => {
+    expect(() => edit('[S]\nk = v\n', [change])).toThrow(IniEditError);
+    expect(() => edit('[S]\nk = v\n', [change])).toThrow(reason);
+    expect(() => edit('[S]\nk = v\n', [change])).not.toThrow(/hunter2/);
   });
 });
 

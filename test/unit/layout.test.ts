@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeValue, encodeValue } from '../../src/ini/escape.js';
 import { parseIni } from '../../src/ini/parse.js';
+import { hasLineBreak, isTrimmed } from '../../src/layout/ini-chars.js';
 import { keyOf, layout, parseKey } from '../../src/layout/mapping.js';
 import { isMirrored, isSkippedFolder, mirroredRefusal, setNamePolicy } from '../../src/layout/mirrored.js';
 
@@ -145,7 +146,9 @@ describe('value escaping', () => {
         fc.string({ unit: 'binary' }),
         fc.string().map((s) => JSON.stringify(s)),
       )
-      .map((s) => s.replace(/[\r\n]/g, '').trim());
+      .map((s) => s.replace(/[\r\n]/g, '').trim())
+      // Text with a character some reader takes for a line break is always written quoted (escape.ts).
+      .filter((s) => !hasLineBreak(s) && isTrimmed(s));
     fc.assert(
       fc.property(fileText, (text) => {
         expect(encodeValue(decodeValue(text))).toBe(text);
