@@ -155,7 +155,9 @@ const file = fc
   )
   .map(([lines, eol, last, head]) => [head, ...lines].join(eol) + (last ? eol : ''));
 
-describe.skipIf(!hasPython)('agreement with Python configparser', () => {
+if (!hasPython)
+  console.warn('ini-configparser: python3 with configparser not found: the differential tests are skipped');
+describe.skipIf(!hasPython)('agreement with Python configparser (skipped without python3)', () => {
   it('a file we read, configparser reads the same way (sections, keys, values, order)', () => {
     const texts = fc.sample(file, 3000);
     const theirs = configparser(texts);
