@@ -15,9 +15,47 @@ export function parseListen(value: string): { host: string; port: number } {
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 
+/**
+ * What one client, or 20,000 idle ones, may hold: the probes and a scraper
+ * need a few connections, and a file descriptor held here is one the file
+ * side cannot open.
+ */
+export interface HttpLimits {
+  /** Connections open at once; more are closed as soon as they are accepted. Default 64. */
+  readonly maxConnections: number;
+  /** ms a kept-alive connection may sit idle between requests. Default 5 s. */
+  readonly keepAliveTimeoutMs: number;
+  /** ms from a connection (or the end of the last response) to a request's full headers. Default 10 s. */
+  readonly headersTimeoutMs: number;
+  /** ms for a whole request to arrive. Default 10 s. */
+  readonly requestTimeoutMs: number;
+  /** ms between sweeps that close connections past the two timeouts above. Default 1 s. */
+  readonly checkIntervalMs: number;
+}
+
+export const HTTP_LIMITS: HttpLimits = {
+  maxConnections: 64,
+  keepAliveTimeoutMs: 5_000,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 10_000,
+  checkIntervalMs: 1_000,
+};
+
 /** `/healthz` (alive), `/readyz` (ready, with the reasons when not) and `/metrics` (Prometheus text). */
-export async function serveHttp(listen: { host: string; port: number }, probes: Probes): Promise<Server> {
-  const server = createServer((req, res) => {
+export async function serveHttp(
+  listen: { host: string; port: number },
+  probes: Probes,
+  limits: Partial<HttpLimits> = {},
+): Promise<Server> {
+  const l = { ...HTTP_LIMITS, ...limits };
+  const options = {
+    keepAliveTimeout: l.keepAliveTimeoutMs,
+    // Node checks these two on a timer, idle connections that never sent a byte included.
+    headersTimeout: l.headersTimeoutMs,
+    requestTimeout: l.requestTimeoutMs,
+    connectionsCheckingInterval: l.checkIntervalMs,
+  };
+  const server = createServer(options, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     void (async () => {
       if (path === '/healthz') {
@@ -39,6 +77,9 @@ export async function serveHttp(listen: { host: string; port: number }, probes: 
       res.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(error)}\n`);
     });
   });
+  server.maxConnections = l.maxConnections;
+  // A socket that sends nothing at all is also closed after headersTimeout; this bounds the rest.
+  server.setTimeout(Math.max(l.requestTimeoutMs, l.keepAliveTimeoutMs) * 2, (socket) => socket.destroy());
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(listen.port, listen.host, () => resolve());

@@ -171,6 +171,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .option('--reload-signal <signal>', 'signal sent to the --exec child on changes (default SIGHUP)')
     .option('--allow-any-names', 'mirror conf paths outside the portable set (letters, digits, . _ - + @)')
     .option(
+      '--allow-insecure-conf-dir',
+      'run as root even on a conf dir others may write (StrictModes: see docs/SECURITY.md)',
+    )
+    .option(
       '--max-file-size <bytes>',
       `refuse conf files larger than this (default ${SYNC_DEFAULTS.maxFileBytes})`,
     )

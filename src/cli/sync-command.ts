@@ -1,6 +1,9 @@
 import { resolve } from 'node:path';
+import { strictModesRefusal } from '../files/strict-modes.js';
 import { confDir as defaultConfDir } from '../layout/conf-dir.js';
+import { setNamePolicy } from '../layout/mirrored.js';
 import { EtcdMiddleware } from '../middleware/middleware.js';
+import { maskValue } from '../secrets.js';
 import { defaultStateDir } from '../sync/base-journal.js';
 import { SyncEngine, type SyncReconfiguration } from '../sync/engine.js';
 import { type ExecChild, startChild } from './exec-child.js';
@@ -35,6 +38,17 @@ export async function runSync(
     io.stderr(`link-etcd: ${(error as Error).message}`);
     return 2;
   }
+  if (!settings.allowInsecureConfDir) {
+    const unsafe = await strictModesRefusal(confDir);
+    if (unsafe !== undefined) {
+      io.stderr(
+        `link-etcd: refusing to run as root on the conf dir ${confDir}: ${unsafe}; make it root's alone, run link-etcd as another user, or pass --allow-insecure-conf-dir`,
+      );
+      return 1;
+    }
+  }
+  // One rule for every name (layout/mirrored.ts): set before anything is scanned or watched.
+  setNamePolicy(settings.allowAnyNames ? 'any' : 'portable');
   const logger = cliLogger(settings.logLevel, settings.logFormat);
   const stateDir = resolve(settings.stateDir ?? defaultStateDir());
   const local = settings.localEtcd ? await startLocalEtcd(stateDir, logger) : undefined;
@@ -42,11 +56,13 @@ export async function runSync(
   const newMiddleware = () =>
     new EtcdMiddleware({
       ...(endpoints === undefined || endpoints === '' ? {} : { endpoints }),
+      // The local etcd has auth on: its own credentials win over middleware.conf's.
+      ...(local === undefined ? {} : { username: local.username, password: local.password }),
       ...(global.confDir === undefined ? {} : { confDir: global.confDir }),
       logger,
     });
   let middleware = newMiddleware();
-  let hooks = new Hooks(settings.hooks, logger);
+  let hooks = new Hooks(settings.hooks, logger, confDir);
   let child: ExecChild | undefined;
   const childReload = new Debouncer(500, 5_000, () => child?.reload());
   const hookOptions = (): SyncReconfiguration => ({
@@ -74,6 +90,7 @@ export async function runSync(
     policy: settings.conflict,
     allowMassDelete: settings.allowMassDelete,
     maxDeleteShare: settings.maxDeleteShare,
+    maxFileBytes: settings.maxFileSize,
     fullReconcileMs: settings.fullReconcile * 1000,
     logger,
     onApplied: (direction, _keys, seconds) => metrics.propagation.observe({ direction }, seconds),
@@ -120,7 +137,7 @@ export async function runSync(
           `the new settings lead to cluster ${after}, not ${before}: restart link-etcd to switch clusters`,
         );
       }
-      const nextHooks = new Hooks(next.hooks, logger);
+      const nextHooks = new Hooks(next.hooks, logger, confDir);
       const old = middleware;
       // Reloads already due for files written under the old hooks still run.
       hooks.stop({ flush: true });
@@ -128,6 +145,7 @@ export async function runSync(
       middleware = candidate;
       candidate = undefined;
       logger.level = next.logLevel;
+      setNamePolicy(next.allowAnyNames ? 'any' : 'portable');
       await running.reconfigure({
         middleware,
         policy: next.conflict,
@@ -153,16 +171,11 @@ export async function runSync(
     if (run.dryRun || run.once) {
       const { plan } = await running.once({ dryRun: run.dryRun ?? false });
       if (run.dryRun) {
-        for (const w of plan.toEtcd) {
-          io.stdout(
-            `to etcd: ${w.value === undefined ? `delete ${w.key}` : `put ${w.key} = ${w.value}`} (${w.reason})`,
-          );
-        }
-        for (const w of plan.toFile) {
-          io.stdout(
-            `to file: ${w.value === undefined ? `delete ${w.key}` : `put ${w.key} = ${w.value}`} (${w.reason})`,
-          );
-        }
+        // Values go through maskValue: a dry run's output is pasted into tickets and chats.
+        const planned = (w: { key: string; value?: string | undefined }) =>
+          w.value === undefined ? `delete ${w.key}` : `put ${w.key} = ${maskValue(w.key, w.value)}`;
+        for (const w of plan.toEtcd) io.stdout(`to etcd: ${planned(w)} (${w.reason})`);
+        for (const w of plan.toFile) io.stdout(`to file: ${planned(w)} (${w.reason})`);
         for (const b of plan.blocked)
           io.stdout(`held back: ${b.deletions} of ${b.of} deletions from ${b.side}`);
       }

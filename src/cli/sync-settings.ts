@@ -44,6 +44,7 @@ export interface SyncSettings {
   readonly allowAnyNames: boolean;
   /** Bytes; a larger conf file is refused. */
   readonly maxFileSize: number;
+  readonly allowInsecureConfDir: boolean;
 }
 
 /** Every setting, by its sync.conf name; the flag is `--name-with-dashes`, the variable `LINK_ETCD_NAME`. */
@@ -62,6 +63,7 @@ export const SYNC_KEYS = [
   'reload_signal',
   'allow_any_names',
   'max_file_size',
+  'allow_insecure_conf_dir',
 ] as const;
 export type SyncKey = (typeof SYNC_KEYS)[number];
 
@@ -186,6 +188,7 @@ export async function loadSyncSettings(
     signal: raw('reload_signal'),
     anyNames: raw('allow_any_names'),
     maxFile: raw('max_file_size'),
+    insecure: raw('allow_insecure_conf_dir'),
   };
   return {
     prefix: text('prefix') ?? SYNC_DEFAULTS.prefix,
@@ -203,6 +206,9 @@ export async function loadSyncSettings(
     hooks: hooksOf(sections, file),
     allowAnyNames: r.anyNames ? bool('allow_any_names', r.anyNames) : SYNC_DEFAULTS.allowAnyNames,
     maxFileSize: r.maxFile ? Math.floor(positive('max_file_size', r.maxFile)) : SYNC_DEFAULTS.maxFileBytes,
+    allowInsecureConfDir: r.insecure
+      ? bool('allow_insecure_conf_dir', r.insecure)
+      : SYNC_DEFAULTS.allowInsecureConfDir,
   };
 }
 

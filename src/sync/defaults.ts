@@ -17,6 +17,8 @@ export const SYNC_DEFAULTS = {
   maxFileBytes: 4_194_304,
   /** Mirror conf paths outside the portable name set (layout/mirrored.ts). */
   allowAnyNames: false,
+  /** Run as root on a conf dir others may write (StrictModes, files/strict-modes.ts). */
+  allowInsecureConfDir: false,
   /** Quiet time after a file event before the file is read (ms). */
   quietMs: 10,
 } as const;

@@ -1,5 +1,6 @@
 import type { LinkEtcdError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { maskValue } from '../secrets.js';
 import { setBounded } from './bounded.js';
 import type { Blocked } from './guard.js';
 import type { Conflict, ConflictPolicy } from './merge.js';
@@ -36,17 +37,6 @@ const REMEMBERED_NAMES = 10_000;
 
 /** Keys named in one log line; the count is always there. */
 const LOGGED_KEYS = 10;
-
-/**
- * Keys whose values stay out of logs: their last segment names a password,
- * secret, token, credential or private/API key. The conflict record file
- * (mode 0600, next to the conf file) still keeps the losing value.
- */
-export const SECRET_KEY = /(pass(word|wd|phrase)?|secret|token|credential|private[_-]?key|api[_-]?key)$/i;
-
-export function isSecretKey(key: string): boolean {
-  return SECRET_KEY.test(key.slice(key.lastIndexOf('/') + 1));
-}
 
 /**
  * The engine's account of itself: every log line it writes about what it
@@ -170,7 +160,7 @@ export class SyncReport {
           key: c.key,
           winner: c.winner,
           loser: c.loser,
-          lostValue: isSecretKey(c.key) ? '***' : c.loserValue,
+          lostValue: maskValue(c.key, c.loserValue),
           record,
         },
         `conflict on ${c.key}: ${c.winner} wins (${policy}), the ${c.loser} value is kept in ${record ?? 'this log'}`,

@@ -197,7 +197,10 @@ describe('link-etcd sync as a process', () => {
     expect(started).toBeDefined();
     const url = String(p.lines.find((l) => typeof l.url === 'string')?.url);
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-    const local = (...args: string[]) => runEtcdctl([url.replace('http://', '')], args);
+    // Auth is on: the password is in the file the log names (test/integration/serving.test.ts checks the rest).
+    const passwordFile = String(p.lines.find((l) => typeof l.passwordFile === 'string')?.passwordFile);
+    const user = `--user=root:${(await readFile(passwordFile, 'utf8')).trim()}`;
+    const local = (...args: string[]) => runEtcdctl([url.replace('http://', '')], [user, ...args]);
     expect(await local('get', '--print-value-only', `${d.prefix}demo.conf/S/k`)).toBe('1\n');
     await local('put', `${d.prefix}demo.conf/S/k`, 'from-local');
     await waitFor(

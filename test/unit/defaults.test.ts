@@ -62,6 +62,14 @@ const QUOTED: Record<DefaultName, { setting?: Setting; sentences: Array<[string,
     setting: { flag: '--max-file-size', key: 'max_file_size', field: 'maxFileSize' },
     sentences: [],
   },
+  allowInsecureConfDir: {
+    setting: {
+      flag: '--allow-insecure-conf-dir',
+      key: 'allow_insecure_conf_dir',
+      field: 'allowInsecureConfDir',
+    },
+    sentences: [],
+  },
   allowAnyNames: {
     setting: { flag: '--allow-any-names', key: 'allow_any_names', field: 'allowAnyNames' },
     sentences: [],

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { strictModesRefusal } from '../../src/files/strict-modes.js';
+import { cliInProcess } from '../support/cli.js';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -38,6 +39,29 @@ describe.skipIf(!asRoot)(
       const d = await fresh();
       await chown(d, 1000, 1000);
       expect(await strictModesRefusal(d, 0)).toMatch(/owned by uid 1000, not root/);
+    });
+
+    it('makes `link-etcd sync` exit 1 with one line before it touches etcd, unless --allow-insecure-conf-dir', async () => {
+      const d = await fresh();
+      await chmod(d, 0o777);
+      const refused = await cliInProcess('--conf-dir', d, 'sync', '--once', '--endpoints=http://127.0.0.1:1');
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toEqual([
+        expect.stringMatching(
+          /refusing to run as root on the conf dir .*\(mode 0777\).*--allow-insecure-conf-dir/,
+        ),
+      ]);
+      const allowed = await cliInProcess(
+        '--conf-dir',
+        d,
+        'sync',
+        '--once',
+        '--allow-insecure-conf-dir',
+        '--log-level=silent',
+        '--endpoints=http://127.0.0.1:1',
+      );
+      // Past the check: now it is the unreachable etcd that stops it.
+      expect(allowed.stderr.join('\n')).toMatch(/127\.0\.0\.1:1/);
     });
 
     it('refuses a conf dir below a folder others may write in, naming that folder', async () => {
