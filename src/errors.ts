@@ -1,3 +1,5 @@
+import { maskValue } from './secrets.js';
+
 /**
  * Every failure link-etcd reports is a `LinkEtcdError` with a stable `code`, so
  * callers (and the CLI's single catch) can branch on the code, not the text.
@@ -181,7 +183,9 @@ export interface ConfIssue {
 
 function describeIssue(i: ConfIssue): string {
   const where = `${i.path} [${i.category}] ${i.parameter}`;
-  return i.raw === undefined ? `${where}: ${i.reason}` : `${where} = \`${i.raw}\`: ${i.reason}`;
+  // The message reaches logs and errors$: a password that fails to parse must not be quoted there.
+  const raw = i.raw === undefined ? undefined : maskValue(i.parameter, i.raw);
+  return raw === undefined ? `${where}: ${i.reason}` : `${where} = \`${raw}\`: ${i.reason}`;
 }
 
 /** Stored configuration that does not fit its declaration (`BAD_VALUE`, or `MISSING_PARAMETER` when only required ones lack). */

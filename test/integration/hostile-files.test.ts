@@ -6,6 +6,7 @@ import { Etcd3 } from 'etcd3';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { EtcdServer } from '../harness/etcd.js';
 import { waitFor } from '../harness/wait.js';
+import { clientFor } from '../support/client.js';
 import { etcdValue as valueAt } from '../support/lifecycle.js';
 import { useSyncFixtures } from '../support/sync.js';
 
@@ -107,6 +108,26 @@ describe('hostile files in the conf dir', () => {
     expect(f.lines.filter((l) => l.from === 'etcd' && /not valid UTF-8/.test(String(l.reason)))).toHaveLength(
       1,
     );
+  });
+
+  it('leaves nothing behind after 1,000 put-and-delete cycles of new names, refused ones included', async () => {
+    const f = await fixture();
+    await f.start();
+    const writer = clientFor(etcd);
+    try {
+      for (let i = 0; i < 1000; i++) {
+        const name = i % 2 === 0 ? `cycle${i}.conf` : `bad;${i}.conf`;
+        await writer.set(`${f.prefix}${name}/S/k`, 'v');
+        await writer.delete(`${f.prefix}${name}/S/k`);
+      }
+    } finally {
+      await writer.close();
+    }
+    await etcd.etcdctl('put', `${f.prefix}last.conf/S/k`, 'ok');
+    await waitFor(async () => (await readdir(f.confDir)).includes('last.conf'));
+    await f.engine.reconcileAll();
+    expect(await readdir(f.confDir)).toEqual(['last.conf']);
+    expect(f.engine.status().failing).toEqual([]);
   });
 
   it('writes a file whose name is 250 bytes long (its temp file name is short)', async () => {

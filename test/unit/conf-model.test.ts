@@ -3,7 +3,7 @@ import { type ConfValues, category, configuration, Parameter } from '../../src/c
 import { layerRaw, resolveConf } from '../../src/conf/resolve.js';
 import type { StandardSchemaV1 } from '../../src/conf/standard-schema.js';
 import type { JsonValue } from '../../src/conf/value-types.js';
-import type { ConfIssue } from '../../src/errors.js';
+import { type ConfIssue, ConfValueError } from '../../src/errors.js';
 
 /** A hand-made Standard Schema validator, as zod or valibot would provide: a port number. */
 const portSchema: StandardSchemaV1<unknown, number> = {
@@ -140,5 +140,20 @@ describe('configuration model', () => {
     const merged = layerRaw([JSON.parse('{"__proto__": {"polluted": "yes"}}')]);
     expect(Object.keys(merged)).toEqual(['__proto__']);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});
+
+describe('ConfValueError messages', () => {
+  it('quote a bad raw value, but never the value of a secret-looking parameter or a URL password', () => {
+    const issue = { path: 'app.conf', category: 'DB', reason: 'expected an integer' };
+    expect(new ConfValueError([{ ...issue, parameter: 'port', raw: 'abc' }]).message).toBe(
+      'app.conf [DB] port = `abc`: expected an integer',
+    );
+    expect(new ConfValueError([{ ...issue, parameter: 'db_password', raw: 'hunter2' }]).message).toBe(
+      'app.conf [DB] db_password = `***`: expected an integer',
+    );
+    expect(
+      new ConfValueError([{ ...issue, parameter: 'dsn', raw: 'postgres://u:hunter2@h/db' }]).message,
+    ).not.toContain('hunter2');
   });
 });

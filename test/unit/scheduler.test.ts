@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { setBounded } from '../../src/sync/bounded.js';
 import {
   BACKOFF_MAX_MS,
   BACKOFF_MIN_MS,
+  CHANGE_TIMES,
   FULL_QUIET_MS,
   RACE_RETRY_MS,
   RECHECK_MS,
@@ -537,5 +539,28 @@ describe('Scheduler: stop vs a queued exclusive task', () => {
     const beforeStopped = events.slice(0, events.indexOf('stopped'));
     expect(beforeStopped.includes('task start')).toBe(beforeStopped.includes('task end'));
     await refused;
+  });
+});
+
+describe('memory a hostile writer cannot grow', () => {
+  it('setBounded keeps the newest entries up to its cap', () => {
+    const map = new Map<string, number>();
+    for (let i = 0; i < 1000; i++) setBounded(map, `k${i}`, i, 100);
+    expect(map.size).toBe(100);
+    expect(map.has('k899')).toBe(false);
+    expect(map.get('k999')).toBe(999);
+    // Touching an old entry makes it the newest.
+    setBounded(map, 'k900', -1, 100);
+    setBounded(map, 'new', 0, 100);
+    expect(map.has('k900')).toBe(true);
+    expect(map.has('k901')).toBe(false);
+  });
+
+  it('forgets the change times of the oldest keys past CHANGE_TIMES', async () => {
+    const { s } = setup();
+    const keys = Array.from({ length: CHANGE_TIMES + 10 }, (_, i) => [`f${i % 7}.conf`, `/k${i}`] as const);
+    s.etcdChanged(keys);
+    expect(s.lastChange('etcd', '/k0')).toBeUndefined();
+    expect(s.lastChange('etcd', `/k${CHANGE_TIMES + 9}`)).toBeDefined();
   });
 });
