@@ -14,6 +14,8 @@ export type LinkEtcdErrorCode =
   | 'CLUSTER_MISMATCH'
   | 'ETCD_REQUEST'
   | 'ETCD_COMPACTED'
+  | 'ETCD_TOO_LARGE'
+  | 'ETCD_NO_SPACE'
   | 'FUTURE_REVISION'
   | 'CLOSED'
   | 'BAD_VALUE'
@@ -148,6 +150,28 @@ export class EtcdCompactedError extends LinkEtcdError {
     super(
       'ETCD_COMPACTED',
       `etcd compacted the revision asked for (${detail}): read the current state instead of that revision`,
+      options,
+    );
+  }
+}
+
+/** etcd refused a request over its size limit (`--max-request-bytes`, 1.5 MiB by default). */
+export class EtcdTooLargeError extends LinkEtcdError {
+  constructor(detail: string, options?: { cause?: unknown }) {
+    super(
+      'ETCD_TOO_LARGE',
+      `etcd refused a request over its size limit (${detail}): make the value smaller or raise etcd's --max-request-bytes`,
+      options,
+    );
+  }
+}
+
+/** etcd's NOSPACE alarm: its database reached --quota-backend-bytes; only deletions go through. */
+export class EtcdNoSpaceError extends LinkEtcdError {
+  constructor(detail: string, options?: { cause?: unknown }) {
+    super(
+      'ETCD_NO_SPACE',
+      `etcd is out of space (${detail}): compact and defragment it, then disarm the alarm (etcdctl alarm disarm)`,
       options,
     );
   }

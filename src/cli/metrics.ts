@@ -32,8 +32,32 @@ export function createMetrics(
     if (delta > 0) metric.inc(labels, delta);
     last.set(id, now);
   };
-  const follow = (metric: Counter<string>, key: keyof SyncCounters, labels: Record<string, string> = {}) =>
+  type Scalar = { [K in keyof SyncCounters]: SyncCounters[K] extends number ? K : never }[keyof SyncCounters];
+  const follow = (metric: Counter<string>, key: Scalar, labels: Record<string, string> = {}) =>
     followValue(metric, `${key}${JSON.stringify(labels)}`, engine()?.status().counters[key] ?? 0, labels);
+  /** A counter by reason: one series per reason seen so far. */
+  const byReason = (name: string, help: string, key: 'pushFailures' | 'fileWriteFailures') =>
+    new Counter({
+      name: `${PREFIX}${name}`,
+      help,
+      labelNames: ['reason'],
+      registers: [registry],
+      collect() {
+        const counts = engine()?.status().counters[key] ?? {};
+        for (const [reason, n] of Object.entries(counts))
+          followValue(this, `${key}:${reason}`, n, { reason });
+      },
+    });
+  byReason(
+    'push_failures_total',
+    'File transactions etcd refused (too_large, no_space, permission, other); the file is retried',
+    'pushFailures',
+  );
+  byReason(
+    'file_write_failures_total',
+    'File writes that failed (no_space, permission, hook_refused, unsafe_path, other); the file is retried',
+    'fileWriteFailures',
+  );
 
   new Counter({
     name: `${PREFIX}changes_applied_total`,
@@ -63,6 +87,16 @@ export function createMetrics(
       () => engine()?.status().counters.parseErrors ?? 0,
     ],
     [
+      'watch_divergence_total',
+      'Keys a full reconcile found different in etcd than in the watch mirror (0 in a healthy run)',
+      () => engine()?.status().counters.divergence ?? 0,
+    ],
+    [
+      'etcd_regressions_total',
+      "Times etcd's revision went back (wiped, restored) or its cluster changed under the daemon",
+      () => engine()?.status().counters.regressions ?? 0,
+    ],
+    [
       'watch_reconnects_total',
       'etcd watch streams re-established after a failure',
       () => middleware().watchStats.reconnects,
@@ -85,11 +119,11 @@ export function createMetrics(
   }
   new Gauge({
     name: `${PREFIX}watch_lag_revisions`,
-    help: 'etcd revision seen minus the revision whose changes are all in the files',
+    help: 'Revisions of the prefix etcd has delivered that are not all in the files yet (0 when in sync)',
     registers: [registry],
     collect() {
-      const applied = engine()?.status().appliedRevision ?? 0;
-      this.set(Math.max(0, middleware().watchStats.headerRevision - applied));
+      const status = engine()?.status();
+      this.set(status === undefined ? 0 : Math.max(0, status.seenRevision - status.appliedRevision));
     },
   });
   new Gauge({

@@ -141,6 +141,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .option('--once', 'reconcile once, then exit (init containers, cron)')
     .option('--dry-run', 'print what would change, both ways, and exit')
     .option(
+      '--rebuild-base',
+      'forget what both sides last agreed on and merge them as a union once (nothing deleted): refill a wiped etcd from the files',
+    )
+    .option(
       '--state-dir <dir>',
       'where the base journal lives (default $STATE_DIRECTORY, $XDG_STATE_HOME/link-etcd)',
     )
@@ -179,7 +183,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       `refuse conf files larger than this (default ${SYNC_DEFAULTS.maxFileBytes})`,
     )
     .action(async (opts: Record<string, string | boolean | undefined>) => {
-      const { once, dryRun, ...rest } = opts;
+      const { once, dryRun, rebuildBase, ...rest } = opts;
       const flagsGiven: Partial<Record<SyncKey, string | boolean>> = {};
       for (const [name, value] of Object.entries(rest)) {
         if (value !== undefined)
@@ -187,7 +191,12 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       }
       const code = await runSync(
         flags(),
-        { once: once === true, dryRun: dryRun === true, flags: flagsGiven },
+        {
+          once: once === true,
+          dryRun: dryRun === true,
+          rebuildBase: rebuildBase === true,
+          flags: flagsGiven,
+        },
         io,
       );
       if (code !== 0) throw new ExitError(code);

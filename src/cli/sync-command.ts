@@ -18,6 +18,8 @@ import { loadSyncSettings, type SyncKey, type SyncSettings } from './sync-settin
 export interface SyncRun {
   readonly once?: boolean;
   readonly dryRun?: boolean;
+  /** Forget the base and merge both sides as a union once. */
+  readonly rebuildBase?: boolean;
   /** Settings given as flags; the rest come from LINK_ETCD_*, sync.conf and defaults. */
   readonly flags: Partial<Record<SyncKey, string | boolean>>;
 }
@@ -91,6 +93,7 @@ export async function runSync(
     allowMassDelete: settings.allowMassDelete,
     maxDeleteShare: settings.maxDeleteShare,
     maxFileBytes: settings.maxFileSize,
+    rebuildBase: run.rebuildBase ?? false,
     fullReconcileMs: settings.fullReconcile * 1000,
     logger,
     onApplied: (direction, _keys, seconds) => metrics.propagation.observe({ direction }, seconds),
@@ -106,12 +109,9 @@ export async function runSync(
           ready: async () => {
             const reasons: string[] = [];
             if (!(await middleware.ping(2_000))) reasons.push('etcd does not answer');
-            if (running.status().lastFullReconcile === undefined)
-              reasons.push('the first reconcile has not finished');
-            for (const b of running.status().blocked) {
-              reasons.push(`mass deletion held back (${b.side}: ${b.deletions} of ${b.of} keys)`);
-            }
             if (!middleware.watchStats.connected) reasons.push('the etcd watch is not connected');
+            // Failing files, held deletions, a regression being merged, a failed file watcher.
+            reasons.push(...running.status().reasons);
             return { ok: reasons.length === 0, reasons };
           },
         });

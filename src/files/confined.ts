@@ -248,8 +248,34 @@ export async function writeIn(
   content: string,
   options: ConfinedWrite,
 ): Promise<FileSignature> {
-  // Fixed length, whatever the target's name: a name up to NAME_MAX still has room for its temp file.
-  const temp = `${TEMP_MARK}${randomBytes(8).toString('hex')}.tmp`;
+  // Short whatever the target's name (a name up to NAME_MAX still has room for its temp file), and
+  // naming its writer, so a restart can tell a crash's leftovers from a live write.
+  const temp = `${TEMP_MARK}${process.pid}-${randomBytes(8).toString('hex')}.tmp`;
+  inFlightTemps.add(temp);
+  try {
+    return await stageAndRename(confDir, dir, name, temp, content, options);
+  } finally {
+    inFlightTemps.delete(temp);
+  }
+}
+
+/** Temp names of this process's writes in progress: never stale. */
+export const inFlightTemps = new Set<string>();
+
+/** The pid in a temp name of ours, or undefined for a name without one. */
+export function tempWriter(name: string): number | undefined {
+  const m = /^\.link-etcd-(\d+)-[0-9a-f]{16}\.tmp$/.exec(name);
+  return m === null ? undefined : Number(m[1]);
+}
+
+async function stageAndRename(
+  confDir: string,
+  dir: OpenDir,
+  name: string,
+  temp: string,
+  content: string,
+  options: ConfinedWrite,
+): Promise<FileSignature> {
   const handle = await open(dir.at(temp), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, options.mode);
   let signature: FileSignature;
   try {

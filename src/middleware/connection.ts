@@ -25,8 +25,10 @@ import { ConnectionPool } from 'etcd3/lib/connection-pool.js';
 import {
   EtcdAuthError,
   EtcdCompactedError,
+  EtcdNoSpaceError,
   EtcdRequestError,
   EtcdTokenExpiredError,
+  EtcdTooLargeError,
   EtcdUnavailableError,
   FutureRevisionError,
   LinkEtcdError,
@@ -114,6 +116,8 @@ const ETCD_MESSAGES: ReadonlyArray<readonly [RegExp, FromMessage]> = [
   // An etcd restart expires every token: get a new one, not an error (checked before the auth row).
   [/invalid auth token|auth token.*(expired|invalid)/i, (d, o) => new EtcdTokenExpiredError(d, o)],
   [/future revision/, (d, o) => new FutureRevisionError(d, o)],
+  [/request is too large|message larger than max/i, (d, o) => new EtcdTooLargeError(d, o)],
+  [/database space exceeded|NOSPACE/, (d, o) => new EtcdNoSpaceError(d, o)],
   [/compacted/, (d, o) => new EtcdCompactedError(d, o)],
 ];
 

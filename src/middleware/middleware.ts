@@ -14,6 +14,7 @@ import { deleteSubtree, mergeIntoSubtree, replaceSubtree, writeIfUnchanged } fro
 import {
   type EtcdChange,
   newWatchStats,
+  type StateEntry,
   type WatchBatch,
   type WatchOptions,
   type WatchStats,
@@ -145,6 +146,43 @@ export class EtcdMiddleware {
         { pageSize: settings.pageSize },
       );
       return new Map(kvs.map((kv) => [kv.key, kv.value]));
+    });
+  }
+
+  /**
+   * Every key under `prefix` with its value and mod revision, read page by
+   * page at one revision, and that revision: what a full reconcile compares
+   * the watch's mirror with.
+   */
+  async snapshot(prefix: string): Promise<{ revision: number; entries: Map<string, StateEntry> }> {
+    return this.call(async ({ conn, settings }) => {
+      const entries = new Map<string, StateEntry>();
+      const { revision } = await readRange(
+        conn.kv,
+        { key: Buffer.from(prefix), range_end: prefixEnd(prefix) },
+        {
+          pageSize: settings.pageSize,
+          each: (kv) => entries.set(kv.key, { value: kv.value, modRevision: kv.modRevision }),
+        },
+      );
+      return { revision, entries };
+    });
+  }
+
+  /**
+   * etcd's current revision and cluster id, from a one-key read of `prefix`
+   * (so a role that may no longer read it is refused here): cheap enough to
+   * ask every few seconds whether etcd's history went back under us.
+   */
+  async probe(prefix: string): Promise<{ revision: number; clusterId: string }> {
+    return this.call(async ({ conn }) => {
+      const res = await conn.kv.range({
+        key: Buffer.from(prefix),
+        range_end: prefixEnd(prefix),
+        limit: 1,
+        keys_only: true,
+      });
+      return { revision: Number(res.header.revision), clusterId: BigInt(res.header.cluster_id).toString(16) };
     });
   }
 

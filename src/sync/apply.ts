@@ -2,7 +2,7 @@ import { FileChangedError, LinkEtcdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { BaseStore } from './base-store.js';
 import { SYNC_DEFAULTS } from './defaults.js';
-import type { EtcdSide } from './etcd-side.js';
+import type { EtcdSide, PushResult } from './etcd-side.js';
 import type { FileSide } from './file-side.js';
 import type { Plan } from './plan.js';
 import type { Scheduler } from './scheduler.js';
@@ -28,23 +28,52 @@ export class Apply {
     },
   ) {}
 
+  /**
+   * One file that etcd refuses (too large, out of space, a role that may not
+   * write) fails alone: it is named, counted and retried with a short
+   * backoff while every other file goes on. An unreachable etcd fails the
+   * pass, as it fails every file alike.
+   */
   async etcd(plan: Plan, fileOf: (key: string) => string): Promise<void> {
+    let unreachable: unknown;
     await this.parts.etcd.push(
       groupBy(plan.toEtcd, (w) => fileOf(w.key)),
-      (result) => {
-        if (result.revision === undefined) {
-          // Someone else wrote first: the watch brings their value, and the next pass merges it.
-          this.parts.report.raced(result.file, result.writes);
-          this.parts.scheduler.retrySoon(result.file);
+      async (result) => {
+        if ('error' in result) {
+          const error = result.error;
+          if (error instanceof LinkEtcdError && error.code === 'ETCD_UNAVAILABLE') {
+            unreachable ??= error;
+            return;
+          }
+          this.parts.report.pushFailed(result.file, error);
+          this.parts.scheduler.retry(result.file);
+          // Out of space, etcd still takes deletions (they free space): those of this file go through.
+          const deletions = result.writes.filter((w) => w.value === undefined);
+          if (error instanceof LinkEtcdError && error.code === 'ETCD_NO_SPACE' && deletions.length > 0) {
+            if (deletions.length < result.writes.length)
+              await this.parts.etcd.push(new Map([[result.file, deletions]]), (r) => this.landedInEtcd(r));
+          }
           return;
         }
-        for (const w of result.writes) {
-          const entry = w.value === undefined ? undefined : { value: w.value, modRevision: result.revision };
-          this.parts.base.set(w.key, entry, result.file);
-        }
-        this.landed('to_etcd', result.file, result.writes, { revision: result.revision });
+        this.landedInEtcd(result);
       },
     );
+    if (unreachable !== undefined) throw unreachable;
+  }
+
+  private landedInEtcd(result: PushResult): void {
+    if ('error' in result) return;
+    if (result.revision === undefined) {
+      // Someone else wrote first: the watch brings their value, and the next pass merges it.
+      this.parts.report.raced(result.file, result.writes);
+      this.parts.scheduler.retrySoon(result.file);
+      return;
+    }
+    for (const w of result.writes) {
+      const entry = w.value === undefined ? undefined : { value: w.value, modRevision: result.revision };
+      this.parts.base.set(w.key, entry, result.file);
+    }
+    this.landed('to_etcd', result.file, result.writes, { revision: result.revision });
   }
 
   async files(plan: Plan, fileOf: (key: string) => string): Promise<void> {
@@ -59,7 +88,7 @@ export class Apply {
           else {
             // The base still says the file is behind: tried again later with a growing pause, and on its next change.
             if (!(result.error instanceof FileChangedError))
-              this.parts.report.unwritable(result.file, result.error);
+              this.parts.report.fileWriteFailed(result.file, result.error);
             this.parts.scheduler.retry(result.file);
           }
           return;

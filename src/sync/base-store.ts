@@ -44,6 +44,18 @@ export class BaseStore {
     return loaded.ok ? undefined : loaded.reason;
   }
 
+  /**
+   * Drops the base (its journal is rewritten at the next save): the next
+   * full pass merges both sides as a union. `clusterId` names the cluster
+   * whose journal it is from now on.
+   */
+  forget(clusterId: string): void {
+    this.journal = journalPath(this.where.stateDir, this.where.confDir, this.where.prefix, clusterId);
+    this.base = new Map();
+    this.index.clear();
+    this.unsaved = true;
+  }
+
   get journalFile(): string {
     return this.journal;
   }

@@ -11,10 +11,12 @@ import { type FileSignature, signatureOf, TEMP_MARK } from '../files/atomic-writ
 import {
   createIn,
   fileRefusal,
+  inFlightTemps,
   type OpenDir,
   openDir,
   readIn,
   removeIn,
+  tempWriter,
   writeIn,
 } from '../files/confined.js';
 import { applyIniChanges, type IniChange } from '../ini/edit.js';
@@ -279,8 +281,11 @@ export async function writeConflictRecord(
 
 /**
  * Removes the temp files a crash left behind: ours only (they carry our
- * mark), and only those older than a minute, so a `--once` run next to a
- * live daemon cannot pull a file from under its rename.
+ * mark). A temp name says which process wrote it: one whose writer is gone
+ * is removed whatever its age, one of this process only if no write of ours
+ * holds it now (a daemon that is pid 1 in every container start is its own
+ * predecessor), one of a live process never. Names without a pid (the
+ * journal's, or an older version's) go once they are a minute old.
  */
 export async function removeStaleTemps(confDir: string, olderThanMs = 60_000): Promise<string[]> {
   const removed: string[] = [];
@@ -290,8 +295,11 @@ export async function removeStaleTemps(confDir: string, olderThanMs = 60_000): P
       const abs = join(dir, entry.name);
       if (entry.isDirectory() && !entry.name.startsWith('.')) await walk(abs);
       else if (entry.isFile() && entry.name.startsWith(TEMP_MARK) && entry.name.endsWith('.tmp')) {
-        const info = await lstat(abs).catch(() => undefined);
-        if (info === undefined || Date.now() - info.mtimeMs < olderThanMs) continue;
+        const writer = tempWriter(entry.name);
+        if (writer === undefined) {
+          const info = await lstat(abs).catch(() => undefined);
+          if (info === undefined || Date.now() - info.mtimeMs < olderThanMs) continue;
+        } else if (writer === process.pid ? inFlightTemps.has(entry.name) : isAlive(writer)) continue;
         await unlink(abs).catch(() => undefined);
         removed.push(relative(confDir, abs));
       }
@@ -299,4 +307,14 @@ export async function removeStaleTemps(confDir: string, olderThanMs = 60_000): P
   };
   await walk(confDir);
   return removed;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: alive, someone else's.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

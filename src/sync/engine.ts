@@ -6,7 +6,6 @@ import type { WatchBatch } from '../middleware/watch.js';
 import { Apply } from './apply.js';
 import { defaultStateDir } from './base-journal.js';
 import { BaseStore } from './base-store.js';
-import { removeStaleTemps } from './conf-files.js';
 import { SYNC_DEFAULTS } from './defaults.js';
 import { EtcdSide } from './etcd-side.js';
 import { FileSide } from './file-side.js';
@@ -16,8 +15,11 @@ import { gatherInput } from './pass-input.js';
 import { losses, type Merged, merge, type Plan, type PlanInput } from './plan.js';
 
 const NO_LOSS = { keys: 0, files: 0 } as const;
+/** How often files are scanned when the file watcher failed. */
+const SCAN_MS = 5_000;
 
-import { Scheduler } from './scheduler.js';
+import { EtcdHistory } from './etcd-history.js';
+import { type Cancel, Scheduler } from './scheduler.js';
 import type { PassResult, SyncOptions, SyncReconfiguration } from './sync-options.js';
 import { SyncReport, type SyncStatus } from './sync-report.js';
 
@@ -42,8 +44,11 @@ export class SyncEngine {
   private readonly files: FileSide;
   private readonly scheduler: Scheduler;
   private readonly apply: Apply;
+  private readonly history: EtcdHistory;
   private watchSub: Subscription | undefined;
   private fileWatcher: FSWatcher | undefined;
+  private cancelScan: Cancel | undefined;
+  private clusterId: string | undefined;
   /** The etcd revision of the newest batch seen, and the one seen when the current drain began. */
   private seenRevision = 0;
   private drainTarget = 0;
@@ -70,7 +75,7 @@ export class SyncEngine {
     this.scheduler = new Scheduler(
       {
         pass: async (paths) => void (await this.pass(paths, { full: false })),
-        full: () => this.reconcileAll(),
+        full: () => this.reconcileAll({ check: true }),
         drainStarted: () => {
           this.drainTarget = this.seenRevision;
         },
@@ -81,6 +86,11 @@ export class SyncEngine {
       },
       options.quietMs ?? SYNC_DEFAULTS.quietMs,
     );
+    this.history = new EtcdHistory(() => this.options.middleware, this.layout.prefix, this.scheduler.clock, {
+      regressed: (what, clusterId) => this.recover(what, clusterId),
+      // The prefix can no longer be read: end as refused credentials do, with one line.
+      refused: (error) => this.options.onFatal?.(this.report.fatal(error)),
+    });
     this.apply = new Apply({
       etcd: this.etcd,
       files: this.files,
@@ -100,11 +110,11 @@ export class SyncEngine {
       this.fileWatcher = await watchConfDir(this.options.confDir, {
         file: (path) => this.scheduler.fileChanged(path),
         folder: (dir) => void this.touchTree(dir).catch((e) => this.report.failed('rescan', e)),
-        error: (error) =>
-          this.logger.warn({ err: error }, 'file watcher error; the periodic reconcile goes on'),
+        error: (error) => this.watcherFailed(error),
       });
     await this.reconcileAll({ settled: true });
     this.scheduler.every(this.options.fullReconcileMs ?? SYNC_DEFAULTS.fullReconcileSeconds * 1000);
+    this.history.start(this.clusterId ?? '', this.etcd.revision);
   }
 
   /** Reconciles once: for `--once` and `--dry-run`. */
@@ -117,6 +127,8 @@ export class SyncEngine {
 
   /** Finishes the pass in flight, saves the base and lets go of etcd and the files. */
   async stop(): Promise<void> {
+    this.history.stop();
+    this.cancelScan?.();
     this.watchSub?.unsubscribe();
     const closing = this.fileWatcher?.close();
     await this.scheduler.stop();
@@ -142,34 +154,75 @@ export class SyncEngine {
     await this.reconcileAll();
   }
 
-  /** Every file either side or the base knows, reconciled. */
-  reconcileAll(options: { dryRun?: boolean; settled?: boolean } = {}): Promise<PassResult> {
+  /**
+   * Every file either side or the base knows, reconciled. `check` first
+   * reads etcd itself and compares it with the watch's mirror (the periodic
+   * reconcile does): events are hints, and a watch can miss what it was
+   * never told.
+   */
+  reconcileAll(options: { dryRun?: boolean; settled?: boolean; check?: boolean } = {}): Promise<PassResult> {
     return this.scheduler.exclusive(async () => {
-      const scanned = await this.files.scan();
-      const paths = new Set([...scanned, ...this.etcd.files(), ...this.base.files()]);
-      const result = await this.pass([...paths].sort(), {
-        full: true,
-        dryRun: options.dryRun ?? false,
-        confDirEmpty: scanned.length === 0,
-        settled: options.settled ?? false,
-      });
-      this.report.reconciled(this.scheduler.clock.now(), options.dryRun ?? false);
-      return result;
+      if (options.check) await this.checkMirror();
+      return this.fullPass(options);
     });
   }
 
-  private async prepare(dryRun = false): Promise<void> {
-    // A dry run changes nothing, temp files included.
-    const removed = dryRun ? [] : await removeStaleTemps(this.options.confDir);
-    // The journal's own temp files, left by a crash during a save.
-    if (!dryRun) await removeStaleTemps(this.options.stateDir ?? defaultStateDir()).catch(() => undefined);
-    if (removed.length > 0) this.logger.info({ removed }, 'removed temp files left by an earlier crash');
+  private async fullPass(options: { dryRun?: boolean; settled?: boolean }): Promise<PassResult> {
+    const removed = options.dryRun ? [] : await this.files.removeStaleTemps();
+    if (removed.length > 0) this.logger.info({ removed }, 'removed temp files a crash left behind');
+    const scanned = await this.files.scan();
+    const paths = new Set([...scanned, ...this.etcd.files(), ...this.base.files()]);
+    const result = await this.pass([...paths].sort(), {
+      full: true,
+      dryRun: options.dryRun ?? false,
+      confDirEmpty: scanned.length === 0,
+      settled: options.settled ?? false,
+    });
+    this.report.reconciled(this.scheduler.clock.now());
+    // A full pass planned every file against etcd as of the watch's revision.
+    if (!options.dryRun) this.report.applied(this.etcd.revision);
+    return result;
+  }
+
+  /** etcd read afresh against the watch's mirror: what differs is followed again from a fresh read. */
+  private async checkMirror(): Promise<void> {
+    const { revision, entries } = await this.options.middleware.snapshot(this.layout.prefix);
+    const differ = this.etcd.divergence(entries, revision);
+    if (differ.length === 0) return;
+    this.report.diverged(differ);
     await this.followEtcd();
-    const problem = await this.base.load(await this.options.middleware.clusterId(), (key) =>
-      this.fileOfKey(key),
-    );
-    // Missing (a first run, or a lost state dir) or corrupt: a warning either way, as the union of both
-    // sides brings back what was deleted on one side since the lost base.
+  }
+
+  /**
+   * etcd's history went back (wiped, restored from a snapshot) or another
+   * cluster answers: our revisions and the base mean nothing against it. The
+   * prefix is read afresh and both sides merged as a union, as with a lost
+   * base: nothing is deleted because etcd forgot it, and every conflict
+   * loser is recorded.
+   */
+  private async recover(what: string, clusterId: string): Promise<void> {
+    this.report.regression(what);
+    await this.scheduler.exclusive(async () => {
+      this.etcd.forgetOwnWrites();
+      this.base.forget(clusterId);
+      await this.followEtcd();
+      await this.fullPass({ settled: true });
+    });
+    this.history.reset(clusterId, this.etcd.revision);
+    this.report.recovered();
+  }
+
+  private async prepare(dryRun = false): Promise<void> {
+    // A dry run changes nothing, temp files included. The journal's own are in the state dir.
+    if (!dryRun) await this.files.removeStaleTemps(this.options.stateDir ?? defaultStateDir());
+    await this.followEtcd();
+    this.clusterId = await this.options.middleware.clusterId();
+    const problem = this.options.rebuildBase
+      ? 'the base is rebuilt (--rebuild-base)'
+      : await this.base.load(this.clusterId, (key) => this.fileOfKey(key));
+    if (this.options.rebuildBase) this.base.forget(this.clusterId);
+    // Missing (a first run, or a lost state dir), corrupt or dropped on purpose: the union of both sides
+    // brings back what was deleted on one side since the lost base, and deletes nothing.
     if (problem !== undefined)
       this.logger.warn({ journal: this.base.journalFile }, `${problem}: merging both sides as a union`);
     // A dry run plans once and writes nothing: no etcd change may start a pass behind its back.
@@ -197,6 +250,8 @@ export class SyncEngine {
 
   private onBatch(batch: WatchBatch): void {
     const changed = this.etcd.take(batch);
+    this.report.seen(batch.revision);
+    this.history.saw(batch.revision);
     if (batch.initial) return;
     this.seenRevision = Math.max(this.seenRevision, batch.revision);
     this.scheduler.etcdChanged(changed);
@@ -207,6 +262,26 @@ export class SyncEngine {
     if (parsed.ok) return parsed.address.confPath;
     this.report.refused('etcd', key, parsed.reason);
     return undefined;
+  }
+
+  /**
+   * chokidar failed (the inotify limit, say): files it no longer watches are
+   * scanned every SCAN_MS instead, and readiness says so until a restart.
+   */
+  private watcherFailed(error: unknown): void {
+    const code = (error as NodeJS.ErrnoException).code;
+    const limit = code === 'ENOSPC' || code === 'EMFILE';
+    const why = limit
+      ? `the file watcher hit the inotify limit (${code}): raise fs.inotify.max_user_watches (sysctl); scanning every ${SCAN_MS / 1000} s meanwhile`
+      : `the file watcher failed (${error instanceof Error ? error.message : String(error)}); scanning every ${SCAN_MS / 1000} s meanwhile`;
+    this.logger.error({ err: error }, why);
+    this.report.degraded(`degraded: ${why}`);
+    if (this.cancelScan !== undefined) return;
+    const scan = () => {
+      this.cancelScan = this.scheduler.clock.schedule(scan, SCAN_MS);
+      void this.reconcileAll().catch((e) => this.report.failed('scan', e));
+    };
+    this.cancelScan = this.scheduler.clock.schedule(scan, SCAN_MS);
   }
 
   /** Marks every file under a folder dirty: those on disk now, and those either side or the base knows. */

@@ -12,7 +12,14 @@ const ETCD_WRITE_CONCURRENCY = 8;
 export type PushResult =
   | { readonly file: string; readonly writes: readonly EtcdWrite[]; readonly revision: number }
   /** Someone else wrote first: nothing was written; the watch brings their value. */
-  | { readonly file: string; readonly writes: readonly EtcdWrite[]; readonly revision: undefined };
+  | { readonly file: string; readonly writes: readonly EtcdWrite[]; readonly revision: undefined }
+  /** etcd refused or failed the transaction; the file's later chunks were not tried. */
+  | {
+      readonly file: string;
+      readonly writes: readonly EtcdWrite[];
+      readonly revision: undefined;
+      readonly error: unknown;
+    };
 
 /**
  * etcd as the engine sees it (the watch's state with our own writes laid
@@ -61,6 +68,45 @@ export class EtcdSide {
     return this.view.has(key);
   }
 
+  get(key: string): EtcdEntry | undefined {
+    return this.view.get(key);
+  }
+
+  /** The revision up to which etcd's changes have been taken in. */
+  get revision(): number {
+    return this.view.revision;
+  }
+
+  /** Forgets our own writes still overlaid: etcd's history went back (their revisions are of the old one). */
+  forgetOwnWrites(): void {
+    this.view.reset();
+  }
+
+  /**
+   * The keys whose etcd state differs from `snapshot` (read at `revision`),
+   * leaving out what the watch simply has not delivered yet or changed since.
+   */
+  divergence(snapshot: ReadonlyMap<string, EtcdEntry>, revision: number): string[] {
+    const watched = this.view.revision;
+    const differ: string[] = [];
+    for (const [key, s] of snapshot) {
+      if (this.fileOf(key) === undefined || s.modRevision > watched) continue;
+      const mine = this.view.get(key);
+      if (mine !== undefined && mine.modRevision > revision) continue;
+      if (mine?.value !== s.value || mine.modRevision !== s.modRevision) differ.push(key);
+    }
+    // A key the mirror has that etcd had not at `revision`: only decidable once the watch reached it.
+    if (watched >= revision) {
+      for (const file of this.index.files()) {
+        for (const key of this.index.keysOf(file)) {
+          const mine = this.view.get(key);
+          if (mine !== undefined && mine.modRevision <= revision && !snapshot.has(key)) differ.push(key);
+        }
+      }
+    }
+    return differ;
+  }
+
   files(): IterableIterator<string> {
     return this.index.files();
   }
@@ -75,26 +121,29 @@ export class EtcdSide {
 
   /**
    * Writes each file's keys as transactions of at most etcd's max-txn-ops,
-   * several files at a time; `landed` hears of each one as it completes.
-   * Rejects with the first failure once all are done.
+   * several files at a time; `done` hears of each one as it completes, a
+   * failure included: one file that etcd refuses stops no other file.
    */
   async push(
     byFile: ReadonlyMap<string, readonly EtcdWrite[]>,
-    landed: (result: PushResult) => void,
+    done: (result: PushResult) => Promise<void> | void,
   ): Promise<void> {
     if (byFile.size === 0) return;
     const max = (await this.middleware().settings()).maxTxnOps;
     const gate = new Gate(ETCD_WRITE_CONCURRENCY);
     const jobs = [...byFile].map(([file, writes]) =>
       gate.run(async () => {
-        for (let i = 0; i < writes.length; i += max)
-          landed(await this.pushChunk(file, writes.slice(i, i + max)));
+        for (let i = 0; i < writes.length; i += max) {
+          const chunk = writes.slice(i, i + max);
+          const result = await this.pushChunk(file, chunk).catch(
+            (error: unknown): PushResult => ({ file, writes: chunk, revision: undefined, error }),
+          );
+          await done(result);
+          if (result.revision === undefined) break;
+        }
       }),
     );
-    const failed = (await Promise.allSettled(jobs)).find(
-      (r): r is PromiseRejectedResult => r.status === 'rejected',
-    );
-    if (failed) throw failed.reason;
+    await Promise.all(jobs);
   }
 
   private async pushChunk(file: string, writes: readonly EtcdWrite[]): Promise<PushResult> {

@@ -32,6 +32,20 @@ export class EtcdView {
     for (const [key, mine] of this.own) if (mine.modRevision <= this.watched) this.own.delete(key);
   }
 
+  /** The revision up to which the watch state is complete. */
+  get revision(): number {
+    return this.watched;
+  }
+
+  /**
+   * Forgets our own writes and the revision reached: after etcd's history
+   * went back, revisions above the new ones belong to a history that is gone.
+   */
+  reset(): void {
+    this.own.clear();
+    this.watched = 0;
+  }
+
   get(key: string): StateEntry | undefined {
     const mine = this.own.get(key);
     if (mine === undefined) return this.state.get(key);

@@ -5,6 +5,7 @@ import { Gate } from '../middleware/gate.js';
 import {
   type FileSnapshot,
   readConfFile,
+  removeStaleTemps,
   scanConfDir,
   writeConfFile,
   writeConflictRecord,
@@ -170,6 +171,11 @@ export class FileSide {
       ...(written.signature === undefined ? {} : { signature: written.signature }),
     });
     return { file, outcome: written.signature === undefined ? 'unchanged' : 'written', writes };
+  }
+
+  /** Removes temp files of ours a crash left in `dir` (default the conf dir); returns them. */
+  removeStaleTemps(dir: string = this.confDir): Promise<string[]> {
+    return removeStaleTemps(dir).catch(() => [] as string[]);
   }
 
   /** Keeps the losing values of conflicts next to their file; resolves with the record's path. */

@@ -59,9 +59,9 @@ export const SETTLE_MS = 300;
 export const FULL_QUIET_MS = 200;
 /** After etcd changed under our write: long enough for the watch to bring the newer value. */
 export const RACE_RETRY_MS = 50;
-/** A file that cannot be written is retried after 50 ms, doubling to 30 s. */
+/** A file that cannot be written is retried after 50 ms, doubling to 5 s: space freed is used within seconds. */
 export const BACKOFF_MIN_MS = 50;
-export const BACKOFF_MAX_MS = 30_000;
+export const BACKOFF_MAX_MS = 5_000;
 /**
  * Change times kept for the `newest` policy. Past it the oldest are dropped:
  * a key changed that long ago loses a tie to etcd, which is what a key with

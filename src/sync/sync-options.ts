@@ -21,6 +21,12 @@ export interface SyncOptions {
   readonly maxDeleteShare?: number;
   /** Quiet time after a file event before the file is read. Default `SYNC_DEFAULTS.quietMs`. */
   readonly quietMs?: number;
+  /**
+   * Forget the base and merge both sides as a union once (nothing is
+   * deleted): how to fill a wiped etcd from the files again, and the files
+   * from etcd, without `allowMassDelete`.
+   */
+  readonly rebuildBase?: boolean;
   /** A conf file larger than this (bytes) is refused, not read. Default `SYNC_DEFAULTS.maxFileBytes`. */
   readonly maxFileBytes?: number;
   /**

@@ -1,4 +1,4 @@
-import type { LinkEtcdError } from '../errors.js';
+import { LinkEtcdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { maskValue } from '../secrets.js';
 import { setBounded } from './bounded.js';
@@ -13,6 +13,32 @@ export interface SyncCounters {
   refused: number;
   parseErrors: number;
   retries: number;
+  /** Transactions etcd refused, by reason (failureReason). */
+  pushFailures: Record<string, number>;
+  /** File writes that failed, by reason. */
+  fileWriteFailures: Record<string, number>;
+  /** Keys a full reconcile found different in etcd than in the watch's mirror. */
+  divergence: number;
+  /** Times etcd's history went back (wiped, restored) or its cluster changed under the daemon. */
+  regressions: number;
+}
+
+/** A short label for why a write failed, for metrics: what an operator acts on. */
+export function failureReason(error: unknown): string {
+  if (!(error instanceof LinkEtcdError)) return 'other';
+  const byCode: Partial<Record<string, string>> = {
+    ETCD_TOO_LARGE: 'too_large',
+    ETCD_NO_SPACE: 'no_space',
+    ETCD_AUTH: 'permission',
+    HOOK_REFUSED: 'hook_refused',
+    UNSAFE_PATH: 'unsafe_path',
+  };
+  const known = byCode[error.code];
+  if (known !== undefined) return known;
+  const errno = (error.cause as NodeJS.ErrnoException | undefined)?.code;
+  if (errno === 'ENOSPC' || errno === 'EDQUOT') return 'no_space';
+  if (errno === 'EACCES' || errno === 'EPERM' || errno === 'EROFS') return 'permission';
+  return 'other';
 }
 
 /** What a running engine knows of itself: a copy, safe to keep. */
@@ -23,9 +49,12 @@ export interface SyncStatus {
   readonly fatal: Error | undefined;
   /** Deletions held back by the mass-deletion guard. */
   readonly blocked: readonly Blocked[];
-  /** Files that cannot be mirrored now, with why: they do not parse, or cannot be written. */
+  /** Files that cannot be mirrored now, with why: they do not parse, or cannot be written on one side. */
   readonly failing: ReadonlyArray<{ readonly file: string; readonly reason: string }>;
-  /** The newest etcd revision whose changes are all in the files. */
+  /** Why the daemon cannot keep both sides in sync now; empty when it can (then `ready`). */
+  readonly reasons: readonly string[];
+  /** The newest etcd revision the watch delivered, and the newest whose changes are all in the files. */
+  readonly seenRevision: number;
   readonly appliedRevision: number;
   /** When the last full reconcile ended (ms since the epoch). */
   readonly lastFullReconcile: number | undefined;
@@ -51,28 +80,44 @@ export class SyncReport {
     refused: 0,
     parseErrors: 0,
     retries: 0,
+    pushFailures: {},
+    fileWriteFailures: {},
+    divergence: 0,
+    regressions: 0,
   };
   blocked: readonly Blocked[] = [];
-  private ready = false;
   private fatalError: Error | undefined;
+  private seenRevision = 0;
   private appliedRevision = 0;
+  /** Files one direction cannot write now: file -> direction -> why. */
+  private readonly stuck = new Map<string, Map<'to_etcd' | 'to_file', string>>();
+  /** Set while etcd's history went back and the union merge has not finished. */
+  private regressionHeld: string | undefined;
+  /** Set while the file watcher failed and a periodic scan stands in for it. */
+  private watcherDegraded: string | undefined;
   private lastFullReconcile: number | undefined;
   /** Names refused and already logged; bounded, so put-and-delete cycles of new names cannot grow it. */
   private readonly refusedOnce = new Map<string, true>();
   private readonly unreadable = new Map<string, string>();
-  private readonly unwritableFiles = new Map<string, string>();
 
   constructor(private readonly logger: Logger) {}
 
   status(): SyncStatus {
+    const reasons = this.reasons();
     return {
-      ready: this.ready,
+      ready: reasons.length === 0,
+      reasons,
       fatal: this.fatalError,
       blocked: [...this.blocked],
-      failing: [...this.unreadable, ...this.unwritableFiles].map(([file, reason]) => ({ file, reason })),
+      failing: this.failing(),
+      seenRevision: this.seenRevision,
       appliedRevision: this.appliedRevision,
       lastFullReconcile: this.lastFullReconcile,
-      counters: { ...this.counters },
+      counters: {
+        ...this.counters,
+        pushFailures: { ...this.counters.pushFailures },
+        fileWriteFailures: { ...this.counters.fileWriteFailures },
+      },
     };
   }
 
@@ -102,10 +147,72 @@ export class SyncReport {
     this.unreadable.delete(confPath);
   }
 
-  /** A file that could not be written now; it is tried again. */
-  unwritable(confPath: string, error: LinkEtcdError): void {
-    this.unwritableFiles.set(confPath, error.message);
-    this.logger.error({ file: confPath, code: error.code }, `${error.message}: not written`);
+  private failing(): Array<{ file: string; reason: string }> {
+    const out = [...this.unreadable].map(([file, reason]) => ({ file, reason }));
+    for (const [file, byDirection] of this.stuck)
+      for (const reason of byDirection.values()) out.push({ file, reason });
+    return out;
+  }
+
+  private reasons(): string[] {
+    const reasons: string[] = [];
+    if (this.fatalError !== undefined)
+      reasons.push(`the etcd watch failed for good: ${this.fatalError.message}`);
+    if (this.lastFullReconcile === undefined) reasons.push('the first reconcile has not finished');
+    if (this.regressionHeld !== undefined) reasons.push(this.regressionHeld);
+    if (this.watcherDegraded !== undefined) reasons.push(this.watcherDegraded);
+    for (const b of this.blocked)
+      reasons.push(`mass deletion held back (${b.side}: ${b.deletions} of ${b.of} keys)`);
+    for (const { file, reason } of this.failing()) reasons.push(`${file}: ${reason}`);
+    return reasons;
+  }
+
+  /** etcd refused a file's transaction: the file is failing until a write of it lands. */
+  pushFailed(file: string, error: unknown): void {
+    this.stick(file, 'to_etcd', error, this.counters.pushFailures, 'not written to etcd');
+  }
+
+  /** A file could not be written now; it is tried again. */
+  fileWriteFailed(file: string, error: unknown): void {
+    this.stick(file, 'to_file', error, this.counters.fileWriteFailures, 'not written');
+  }
+
+  private stick(
+    file: string,
+    direction: 'to_etcd' | 'to_file',
+    error: unknown,
+    counter: Record<string, number>,
+    what: string,
+  ): void {
+    const reason = failureReason(error);
+    counter[reason] = (counter[reason] ?? 0) + 1;
+    const message = error instanceof Error ? error.message : String(error);
+    const byDirection = this.stuck.get(file) ?? new Map<'to_etcd' | 'to_file', string>();
+    // Named once per reason: a retry that fails the same way says nothing new.
+    if (byDirection.get(direction) !== message) {
+      const code = error instanceof LinkEtcdError ? error.code : undefined;
+      const hint =
+        reason === 'permission' && direction === 'to_etcd'
+          ? ': check the role of the etcd user (etcdctl role get)'
+          : '';
+      this.logger.error({ file, code, reason, direction }, `${message}: ${what}${hint}`);
+    }
+    byDirection.set(direction, message);
+    this.stuck.set(file, byDirection);
+  }
+
+  /** A direction of a file has nothing left to write (it landed, or the plan has nothing for it). */
+  unstuck(file: string, direction: 'to_etcd' | 'to_file'): void {
+    const byDirection = this.stuck.get(file);
+    if (byDirection === undefined) return;
+    byDirection.delete(direction);
+    if (byDirection.size === 0) this.stuck.delete(file);
+  }
+
+  /** Whether some file cannot be written from etcd now (then the files lag behind etcd). */
+  private get filesBehind(): boolean {
+    for (const byDirection of this.stuck.values()) if (byDirection.has('to_file')) return true;
+    return false;
   }
 
   /** Writes that landed: one log line per file and transaction, and the counters. */
@@ -115,7 +222,7 @@ export class SyncReport {
     writes: ReadonlyArray<{ key: string; value: string | undefined; reason: string }>,
     extra: Record<string, unknown>,
   ): void {
-    this.unwritableFiles.delete(file);
+    this.unstuck(file, direction);
     if (this.logger.isLevelEnabled('info')) {
       const changes = writes
         .slice(0, LOGGED_KEYS)
@@ -171,33 +278,69 @@ export class SyncReport {
   /** The guard's new state: logged once per change; readiness follows it. */
   block(blocked: readonly Blocked[]): void {
     this.blocked = blocked;
-    this.ready =
-      blocked.length === 0 && this.lastFullReconcile !== undefined && this.fatalError === undefined;
     for (const b of blocked) {
       this.logger.error(
         { side: b.side, deletions: b.deletions, of: b.of, files: b.files },
         b.side === 'conf-dir'
           ? 'the conf dir is missing or empty: no deletion is carried to etcd; restore the files or restart with --allow-mass-delete'
-          : `${b.side} lost ${b.deletions} of ${b.of} mirrored keys across ${b.files} files at once: deletions are held back; restore them or restart with --allow-mass-delete`,
+          : b.side === 'etcd'
+            ? `etcd lost ${b.deletions} of ${b.of} mirrored keys across ${b.files} files at once: deletions are held back; if etcd was wiped, restart with --rebuild-base to fill it again from the files; if the deletions are meant, restart with --allow-mass-delete`
+            : `file lost ${b.deletions} of ${b.of} mirrored keys across ${b.files} files at once: deletions are held back; restore them or restart with --allow-mass-delete`,
       );
     }
   }
 
   /** A full reconcile ended. */
-  reconciled(at: number, dryRun: boolean): void {
+  reconciled(at: number): void {
     this.lastFullReconcile = at;
-    if (!dryRun) this.ready = this.blocked.length === 0 && this.fatalError === undefined;
   }
 
-  /** Every etcd change up to `revision` is in the files. */
+  /** The watch delivered etcd's changes up to `revision`. */
+  seen(revision: number): void {
+    this.seenRevision = Math.max(this.seenRevision, revision);
+  }
+
+  /** Every etcd change up to `revision` is in the files, unless a file cannot be written. */
   applied(revision: number): void {
-    this.appliedRevision = Math.max(this.appliedRevision, revision);
+    if (!this.filesBehind) this.appliedRevision = Math.max(this.appliedRevision, revision);
+  }
+
+  /** etcd's history went back or its cluster changed: held until the union merge is done. */
+  regression(what: string): void {
+    this.counters.regressions++;
+    this.regressionHeld = `${what}: merging both sides as a union`;
+    this.logger.error(
+      { regression: what },
+      `${what}: the base means nothing against a rewritten history; re-reading etcd and merging both sides as a union (nothing is deleted, every conflict loser is recorded)`,
+    );
+    // The revisions start again: what was seen and applied was of the old history.
+    this.seenRevision = 0;
+    this.appliedRevision = 0;
+  }
+
+  recovered(): void {
+    if (this.regressionHeld === undefined) return;
+    this.regressionHeld = undefined;
+    this.logger.warn('the union merge after etcd went back is done: both sides agree again');
+  }
+
+  /** The file watcher failed (undefined: it works again). */
+  degraded(why: string | undefined): void {
+    this.watcherDegraded = why;
+  }
+
+  /** A full reconcile found the watch's mirror different from etcd. */
+  diverged(keys: readonly string[]): void {
+    this.counters.divergence += keys.length;
+    this.logger.warn(
+      { keys: keys.length, sample: keys.slice(0, LOGGED_KEYS) },
+      'the etcd watch missed changes (found by the full reconcile): following etcd again from a fresh read',
+    );
   }
 
   /** The etcd watch failed for good. */
   fatal(error: unknown): Error {
     this.fatalError = error instanceof Error ? error : new Error(String(error));
-    this.ready = false;
     this.failed('etcd watch', error);
     return this.fatalError;
   }

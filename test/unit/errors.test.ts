@@ -13,8 +13,10 @@ import {
   EtcdAuthError,
   EtcdCompactedError,
   EtcdKeyError,
+  EtcdNoSpaceError,
   EtcdRequestError,
   EtcdTokenExpiredError,
+  EtcdTooLargeError,
   EtcdUnavailableError,
   ExitError,
   FileChangedError,
@@ -43,6 +45,8 @@ const SAMPLES: ReadonlyArray<readonly [LinkEtcdError, LinkEtcdErrorCode]> = [
   [new EtcdRequestError('too many operations'), 'ETCD_REQUEST'],
   [new EtcdCompactedError('etcdserver: mvcc: required revision has been compacted'), 'ETCD_COMPACTED'],
   [new FutureRevisionError('etcdserver: mvcc: required revision is a future revision'), 'FUTURE_REVISION'],
+  [new EtcdTooLargeError('etcdserver: request is too large'), 'ETCD_TOO_LARGE'],
+  [new EtcdNoSpaceError('etcdserver: mvcc: database space exceeded'), 'ETCD_NO_SPACE'],
   [new ClosedError(), 'CLOSED'],
   [
     new ConfValueError([
@@ -104,6 +108,8 @@ const RETRYABLE: Record<LinkEtcdErrorCode, boolean> = {
   CLUSTER_MISMATCH: false,
   ETCD_REQUEST: true,
   ETCD_COMPACTED: true,
+  ETCD_TOO_LARGE: true,
+  ETCD_NO_SPACE: true,
   FUTURE_REVISION: false,
   CLOSED: false,
   BAD_VALUE: true,
@@ -137,6 +143,8 @@ describe('the etcd message table', () => {
     ['etcdserver: authentication failed, invalid user ID or password', EtcdAuthError],
     ['7 PERMISSION_DENIED: etcdserver: permission denied', EtcdAuthError],
     ['etcdserver: too many operations in txn request', EtcdRequestError],
+    ['etcdserver: request is too large', EtcdTooLargeError],
+    ['etcdserver: mvcc: database space exceeded', EtcdNoSpaceError],
     ['cancelled by etcd', EtcdRequestError],
   ] as const)('classifyReason(%j) is a %O', (message, type) => {
     const error = classifyReason(message);
