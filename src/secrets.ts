@@ -13,7 +13,8 @@ export const MASK = '***';
  * secret, token, credential or private/API key. The conflict record file
  * (mode 0600, next to the conf file) still keeps the losing value.
  */
-export const SECRET_KEY = /(pass(word|wd|phrase)?|secret|token|credential|private[_-]?key|api[_-]?key)$/i;
+export const SECRET_KEY =
+  /pass|pwd|secret|token|credential|auth|(private|api|access|signing|encryption)[_-]?key/i;
 
 /** `key` is a path (`/prefix/app.conf/S/db_password`) or a bare name: its last segment decides. */
 export function isSecretKey(key: string): boolean {

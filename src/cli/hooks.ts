@@ -3,35 +3,74 @@ import { dirname, join, posix, resolve } from 'node:path';
 import picomatch from 'picomatch';
 import { HookRefusedError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { maskCredentials } from '../secrets.js';
 import type { HookSpec } from './sync-settings.js';
 
 /**
  * `{file}` and `{path}` -> references to LINK_ETCD_FILE / LINK_ETCD_PATH,
  * quoted for where they stand: `"$VAR"` bare, `$VAR` inside double quotes,
  * `'"$VAR"'` inside single quotes. Either way the value is one word and
- * never parsed by the shell.
+ * never parsed by the shell. Where it stands is tracked as the shell does:
+ * a `$(...)` or a backtick opens a fresh, unquoted context even inside
+ * double quotes, and a `#` starting a word outside quotes runs to the end
+ * of the line (a quote in a comment quotes nothing).
  */
 export function withVariables(command: string): string {
   let out = '';
-  let quote: '"' | "'" | undefined;
+  // One entry per nesting level: the quote open there, and what closes the level.
+  const stack: Array<{ quote: '"' | "'" | undefined; closer: ')' | '`' | undefined; depth: number }> = [
+    { quote: undefined, closer: undefined, depth: 0 },
+  ];
+  const top = () => stack[stack.length - 1] as (typeof stack)[number];
   const placeholder = /\{(file|path)\}/y;
   for (let i = 0; i < command.length; i++) {
+    const here = top();
     placeholder.lastIndex = i;
     const m = placeholder.exec(command);
     if (m) {
       const name = m[1] === 'file' ? '$LINK_ETCD_FILE' : '$LINK_ETCD_PATH';
-      out += quote === '"' ? name : quote === "'" ? `'"${name}"'` : `"${name}"`;
+      out += here.quote === '"' ? name : here.quote === "'" ? `'"${name}"'` : `"${name}"`;
       i += m[0].length - 1;
       continue;
     }
     const c = command[i] as string;
-    if (c === '\\' && quote !== "'" && i + 1 < command.length) {
+    if (c === '\\' && here.quote !== "'" && i + 1 < command.length) {
       out += c + command[i + 1];
       i++;
       continue;
     }
-    if ((c === '"' || c === "'") && (quote === undefined || quote === c))
-      quote = quote === undefined ? c : undefined;
+    if (here.quote !== "'") {
+      if (c === '$' && command[i + 1] === '(') {
+        stack.push({ quote: undefined, closer: ')', depth: 0 });
+        out += '$(';
+        i++;
+        continue;
+      }
+      if (c === '`') {
+        if (here.closer === '`' && here.quote === undefined) stack.pop();
+        else stack.push({ quote: undefined, closer: '`', depth: 0 });
+        out += c;
+        continue;
+      }
+    }
+    if (here.quote === undefined) {
+      if (c === '(' && here.closer === ')') here.depth++;
+      if (c === ')' && here.closer === ')') {
+        if (here.depth === 0) stack.pop();
+        else here.depth--;
+        out += c;
+        continue;
+      }
+      if (c === '#' && (i === 0 || /[\s;&|()]/.test(command[i - 1] as string))) {
+        const end = command.indexOf('\n', i);
+        const comment = end < 0 ? command.slice(i) : command.slice(i, end);
+        out += comment;
+        i += comment.length - 1;
+        continue;
+      }
+    }
+    if ((c === '"' || c === "'") && (here.quote === undefined || here.quote === c))
+      here.quote = here.quote === undefined ? c : undefined;
     out += c;
   }
   return out;
@@ -155,7 +194,11 @@ export class Hooks {
         entry.reload = new Debouncer(spec.waitMin * 1000, spec.waitMax * 1000, () => {
           void runCommand(cmd, {}, spec.timeout).then(({ code, output }) => {
             if (code === 0) this.logger.info({ hook: spec.name }, 'reload_cmd ran');
-            else this.logger.error({ hook: spec.name, code, output }, `hook ${spec.name}: reload_cmd failed`);
+            else
+              this.logger.error(
+                { hook: spec.name, code, output: maskCredentials(output) },
+                `hook ${spec.name}: reload_cmd failed`,
+              );
           });
         });
       }
@@ -180,8 +223,11 @@ export class Hooks {
     for (const m of this.matchers) {
       if (m.spec.checkCmd === undefined || !m.matches(confPath)) continue;
       const { code, output } = await runCommand(m.spec.checkCmd, vars, m.spec.timeout);
-      if (code !== 0)
-        throw new HookRefusedError(m.spec.name, confPath, `exit ${code}${output ? `: ${output}` : ''}`);
+      if (code !== 0) {
+        // A validator may echo the lines it checks: what it says is masked like any value.
+        const said = output ? `: ${maskCredentials(output)}` : '';
+        throw new HookRefusedError(m.spec.name, confPath, `exit ${code}${said}`);
+      }
     }
   }
 

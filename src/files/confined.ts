@@ -20,15 +20,30 @@ const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_DIRECTORY
 
 let procFd: boolean | undefined;
 async function hasProcFd(): Promise<boolean> {
-  procFd ??= await readlink('/proc/self/fd/0').then(
-    () => true,
-    () =>
-      lstat('/proc/self/fd').then(
-        (s) => s.isDirectory(),
-        () => false,
-      ),
+  procFd ??= await lstat('/proc/self/fd').then(
+    (s) => s.isDirectory(),
+    () => false,
   );
+  // On Linux a missing /proc is a broken sandbox, not another system: fail closed rather than race.
+  if (!procFd && process.platform === 'linux')
+    throw new UnsafePathError(
+      '/proc/self/fd',
+      'is missing: link-etcd needs /proc on Linux to check what it opens',
+    );
   return procFd;
+}
+
+/**
+ * Folders no walk may enter, by device and inode: `link/etcd/` (its name
+ * can change under us: `mv link moved` must not make its files mirrored).
+ */
+const protectedFolders = new Set<string>();
+const idOf = (info: { dev: number; ino: number }) => `${info.dev}:${info.ino}`;
+
+/** Marks the folder at `path` (if it exists) as one no walk enters, whatever it is called later. */
+export async function protectFolder(path: string): Promise<void> {
+  const info = await lstat(path).catch(() => undefined);
+  if (info?.isDirectory()) protectedFolders.add(idOf(info));
 }
 
 /** A folder of the conf dir, held open. */
@@ -82,6 +97,8 @@ export async function openDir(confDir: string, rel: string, create = false): Pro
       await handle.close();
       handle = child;
       here = here === '' ? segment : `${here}/${segment}`;
+      if (protectedFolders.size > 0 && protectedFolders.has(idOf(await handle.stat())))
+        throw new UnsafePathError(join(confDir, here), 'is link/etcd/ under another name: never mirrored');
       logical = join(logical, segment);
     }
   } catch (error) {

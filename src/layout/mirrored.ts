@@ -120,8 +120,15 @@ function isSettingsFolder(parts: readonly string[]): boolean {
  * never under `link/etcd/`, never a dot-file or a dot-folder, never an
  * editor's temp file.
  */
+/** Longer or deeper conf paths are refused up front: no folder chain nobody can reach, no stall creating it. */
+export const MAX_CONF_PATH_BYTES = 1024;
+export const MAX_CONF_PATH_DEPTH = 32;
+
 export function mirroredRefusal(confPath: string): Refusal {
   const parts = confPath.split('/');
+  if (parts.length > MAX_CONF_PATH_DEPTH) return `conf path deeper than ${MAX_CONF_PATH_DEPTH} folders`;
+  if (Buffer.byteLength(confPath) > MAX_CONF_PATH_BYTES)
+    return `conf path longer than ${MAX_CONF_PATH_BYTES} bytes`;
   if (isSettingsFolder(parts)) return 'link/etcd/ holds link-etcd settings and is never mirrored';
   if (!confPath.endsWith('.conf')) return 'not a .conf file';
   for (const part of parts) {

@@ -16,6 +16,7 @@ import {
   openDir,
   readIn,
   removeIn,
+  stillAt,
   tempWriter,
   writeIn,
 } from '../files/confined.js';
@@ -273,6 +274,11 @@ export async function writeConflictRecord(
   const dir = await openDir(confDir, rel);
   try {
     await createIn(dir, name, `${lines.join('\n')}\n`, 0o600);
+    // Both values are in it: a folder moved out of the conf dir meanwhile must not keep them.
+    if (!(await stillAt(confDir, dir.handle, rel))) {
+      await unlink(dir.at(name)).catch(() => undefined);
+      throw new UnsafePathError(file, 'was moved out of the conf dir while link-etcd wrote it: removed');
+    }
   } finally {
     await dir.close();
   }

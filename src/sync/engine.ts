@@ -168,6 +168,7 @@ export class SyncEngine {
   }
 
   private async fullPass(options: { dryRun?: boolean; settled?: boolean }): Promise<PassResult> {
+    await this.files.protectSettings();
     const removed = options.dryRun ? [] : await this.files.removeStaleTemps();
     if (removed.length > 0) this.logger.info({ removed }, 'removed temp files a crash left behind');
     const scanned = await this.files.scan();
@@ -325,6 +326,14 @@ export class SyncEngine {
     await this.apply.conflicts(plan, input.fileOf);
     // 5. Record what both sides now agree on.
     for (const [key, entry] of plan.base) this.base.set(key, entry, input.fileOf(key));
+    // A planned file with nothing left to write in a direction is not failing there any more.
+    const writing = {
+      to_etcd: new Set(plan.toEtcd.map((w) => input.fileOf(w.key))),
+      to_file: new Set(plan.toFile.map((w) => input.fileOf(w.key))),
+    };
+    for (const path of input.planned)
+      for (const direction of ['to_etcd', 'to_file'] as const)
+        if (!writing[direction].has(path)) this.report.unstuck(path, direction);
     this.scheduler.settled(paths);
     await this.base.save();
     return { plan, files: paths.length };

@@ -1,5 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { protectFolder } from '../files/confined.js';
 import type { Layout } from '../layout/mapping.js';
 import { Gate } from '../middleware/gate.js';
 import {
@@ -171,6 +172,11 @@ export class FileSide {
       ...(written.signature === undefined ? {} : { signature: written.signature }),
     });
     return { file, outcome: written.signature === undefined ? 'unchanged' : 'written', writes };
+  }
+
+  /** `link/etcd/` is never entered, whatever it is renamed to later (files/confined.ts). */
+  protectSettings(): Promise<void> {
+    return protectFolder(join(this.confDir, 'link', 'etcd'));
   }
 
   /** Removes temp files of ours a crash left in `dir` (default the conf dir); returns them. */

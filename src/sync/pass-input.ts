@@ -38,7 +38,8 @@ export function gatherInput(
   paths: readonly string[],
   snapshots: readonly FileSnapshot[],
   from: PassSources,
-): PlanInput {
+): PlanInput & { readonly planned: ReadonlySet<string> } {
+  const planned = new Set<string>();
   const keyFile = new Map<string, string>();
   const base = new Map<string, BaseEntry>();
   const files = new Map<string, string>();
@@ -49,6 +50,7 @@ export function gatherInput(
     const mustPlan = from.scheduler.takeMustPlan(path);
     const unchanged = snapshot === from.files.last(path) && !mustPlan;
     if (unchanged && !from.full && !from.scheduler.settling(path)) continue;
+    planned.add(path);
     from.files.remember(path, snapshot);
     const emptied =
       snapshot.kind !== 'unreadable' && snapshot.entries.size === 0 && from.base.keysOf(path).size > 0;
@@ -57,16 +59,25 @@ export function gatherInput(
       unreadable.add(path);
       continue;
     }
-    if (snapshot.kind === 'unreadable') {
+    let lossy: string | undefined;
+    for (const [key, entry] of from.etcd.entriesOf(path)) {
+      etcd.set(key, entry);
+      keyFile.set(key, path);
+      // etcd values are bytes, decoded with U+FFFD for what is not UTF-8: never write that guess to a file.
+      if (lossy === undefined && entry.value.includes('\uFFFD')) lossy = key;
+    }
+    const reason =
+      snapshot.kind === 'unreadable'
+        ? snapshot.reason
+        : lossy === undefined
+          ? undefined
+          : `etcd holds a value that is not UTF-8 (or holds U+FFFD) at ${lossy}`;
+    if (reason !== undefined) {
       unreadable.add(path);
-      from.report.unreadableFile(path, join(from.files.confDir, path), snapshot.reason);
+      from.report.unreadableFile(path, join(from.files.confDir, path), reason);
     } else from.report.readableFile(path);
     for (const [key, value] of snapshot.entries) {
       files.set(key, value);
-      keyFile.set(key, path);
-    }
-    for (const [key, entry] of from.etcd.entriesOf(path)) {
-      etcd.set(key, entry);
       keyFile.set(key, path);
     }
     for (const key of from.base.keysOf(path)) {
@@ -76,6 +87,7 @@ export function gatherInput(
     }
   }
   return {
+    planned,
     base,
     files,
     etcd,
