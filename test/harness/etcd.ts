@@ -44,6 +44,10 @@ export interface EtcdServer {
    */
   start(): Promise<void>;
   restart(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
+  /** Stops, empties the data dir and starts again at the same address: an etcd wiped under its clients. */
+  wipe(): Promise<void>;
+  /** Stops, replaces the data dir with `etcdctl snapshot restore` of `snapshot`, and starts again at the same address. */
+  restore(snapshot: string): Promise<void>;
   etcdctl(...args: string[]): Promise<string>;
   cleanup(): Promise<void>;
 }
@@ -128,7 +132,7 @@ export function runEtcdctl(
   const identity = tls && clientIdentity(tls);
   const tlsArgs = tls ? [`--cacert=${tls.caFile}`] : [];
   if (identity) tlsArgs.push(`--cert=${identity.cert}`, `--key=${identity.key}`);
-  const argv = [`--endpoints=${endpoints.join(',')}`, ...tlsArgs, ...args];
+  const argv = [...(endpoints.length > 0 ? [`--endpoints=${endpoints.join(',')}`] : []), ...tlsArgs, ...args];
   return new Promise((resolve, reject) => {
     const child = execFile(
       'etcdctl',
@@ -366,6 +370,32 @@ class Member implements EtcdServer {
 
   async restart(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
     await this.stop(signal);
+    await this.start();
+  }
+
+  async wipe(): Promise<void> {
+    await this.stop();
+    await rm(this.dataDir, { recursive: true, force: true });
+    await this.start();
+  }
+
+  async restore(snapshot: string): Promise<void> {
+    await this.stop();
+    await rm(this.dataDir, { recursive: true, force: true });
+    const { initialCluster, token } = this.#config;
+    await runEtcdctl(
+      [],
+      [
+        'snapshot',
+        'restore',
+        snapshot,
+        `--data-dir=${this.dataDir}`,
+        `--name=${this.name}`,
+        `--initial-cluster=${initialCluster}`,
+        `--initial-cluster-token=${token}`,
+        `--initial-advertise-peer-urls=${this.peerUrl}`,
+      ],
+    );
     await this.start();
   }
 
