@@ -290,3 +290,27 @@ describe('link-etcd sync (real etcd, real files)', () => {
     await waitFor(async () => (await etcdValue(`${f.prefix}missed.conf/S/k`)) === 'unseen');
   });
 });
+
+describe('the lag the metrics report', () => {
+  it('is 0 after start, after our own writes, and after a foreign change has landed', async () => {
+    const f = await fixture();
+    await writeFile(join(f.confDir, 'lag.conf'), '[S]\nk = 1\n');
+    await etcd.etcdctl('put', `${f.prefix}other.conf/S/k`, 'x');
+    await f.start();
+    const lag = () => f.engine.status().seenRevision - f.engine.status().appliedRevision;
+    expect(f.engine.status().seenRevision).toBeGreaterThan(0);
+    expect(lag()).toBe(0);
+    await writeFile(join(f.confDir, 'lag.conf'), '[S]\nk = 2\n');
+    await waitFor(async () => (await etcdValue(`${f.prefix}lag.conf/S/k`)) === '2');
+    // Our own write comes back through the watch: once it has, nothing is behind.
+    await waitFor(() => f.engine.status().seenRevision > 0 && lag() === 0);
+    await etcd.etcdctl('put', `${f.prefix}other.conf/S/k`, 'y');
+    await waitFor(async () => (await readFile(join(f.confDir, 'other.conf'), 'utf8')).includes('k = y'));
+    await waitFor(() => lag() === 0);
+    expect(f.engine.status().appliedRevision).toBeGreaterThanOrEqual(
+      Number(
+        JSON.parse(await etcd.etcdctl('get', `${f.prefix}other.conf/S/k`, '-w', 'json')).kvs[0].mod_revision,
+      ),
+    );
+  });
+});
