@@ -101,3 +101,29 @@ export async function rss(
     initialSyncMs: Math.round(initialSyncMs),
   };
 }
+
+/**
+ * What the periodic full reconcile's check of etcd costs at the size the
+ * RSS figure mirrors (run after rss(), which loaded /rss/): one paged read
+ * of the whole prefix at one revision. Median of three.
+ */
+export async function checkCost(endpoint: string): Promise<{ keys: number; ms: number }> {
+  const middleware = new EtcdMiddleware({
+    endpoints: `http://${endpoint}`,
+    confDir: '/nonexistent/link-etcd-bench',
+    logger: pino({ level: 'silent' }),
+  });
+  try {
+    const times: number[] = [];
+    let keys = 0;
+    for (let i = 0; i < 3; i++) {
+      const start = now();
+      keys = (await middleware.snapshot('/rss/')).entries.size;
+      times.push(now() - start);
+    }
+    times.sort((a, b) => a - b);
+    return { keys, ms: Math.round(times[1] as number) };
+  } finally {
+    await middleware.close();
+  }
+}

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEtcd } from '../test/harness/etcd.js';
-import { bulk, rss } from './bulk.js';
+import { bulk, checkCost, rss } from './bulk.js';
 import { atomicWrite, etcdPutToWatch, fileEventDetection } from './floor.js';
 import { etcdToFile, fileToEtcd, startDaemon } from './propagation.js';
 import type { Summary } from './stats.js';
@@ -38,6 +38,7 @@ async function main_(): Promise<void> {
     console.log('measuring bulk mirroring and memory...');
     const bulkResult = await bulk(etcd.endpoint);
     const memory = await rss(main, etcd.endpoint);
+    const check = await checkCost(etcd.endpoint);
 
     const lines = [
       '',
@@ -52,6 +53,7 @@ async function main_(): Promise<void> {
       `bulk 10,000 keys in 1,000 files, files -> etcd: ${Math.round(bulkResult.filesToEtcdMs)} ms (target <= 2000)`,
       `bulk 10,000 keys in 1,000 files, etcd -> files: ${Math.round(bulkResult.etcdToFilesMs)} ms (target <= 2000)`,
       `100,000 keys mirrored: RSS ${memory.rssMb} MB steady (target <= 250), ${memory.justSyncedMb} MB just after the initial sync, peak ${memory.peakMb} MB; initial sync ${memory.initialSyncMs} ms`,
+      `full reconcile's check of etcd: ${check.keys.toLocaleString('en')} keys read in ${check.ms} ms (once per full reconcile, every 300 s by default)`,
     ];
     console.log(lines.join('\n'));
     const results = {
@@ -62,6 +64,7 @@ async function main_(): Promise<void> {
       fileToEtcd: f2e,
       bulk: bulkResult,
       memory,
+      check,
     };
     await writeFile(resultsFile, `${JSON.stringify(results, null, 2)}\n`);
     console.log(`\nwritten to bench/results.json`);
