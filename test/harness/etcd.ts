@@ -44,8 +44,11 @@ export interface EtcdServer {
    */
   start(): Promise<void>;
   restart(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
-  /** Stops, empties the data dir and starts again at the same address: an etcd wiped under its clients. */
-  wipe(): Promise<void>;
+  /**
+   * Stops, empties the data dir and starts again at the same address: an etcd wiped under its clients.
+   * `newCluster`: with another cluster token, so the new etcd is another cluster (another cluster id).
+   */
+  wipe(options?: { newCluster?: boolean }): Promise<void>;
   /** Stops, replaces the data dir with `etcdctl snapshot restore` of `snapshot`, and starts again at the same address. */
   restore(snapshot: string): Promise<void>;
   etcdctl(...args: string[]): Promise<string>;
@@ -212,7 +215,7 @@ class Member implements EtcdServer {
   readonly dataDir: string;
   readonly port: number;
   readonly peerPort: number;
-  readonly #config: MemberConfig;
+  #config: MemberConfig;
   #child: ChildProcess | undefined;
   #closed: Promise<void> = Promise.resolve();
   #log: string[] = [];
@@ -373,9 +376,10 @@ class Member implements EtcdServer {
     await this.start();
   }
 
-  async wipe(): Promise<void> {
+  async wipe(options: { newCluster?: boolean } = {}): Promise<void> {
     await this.stop();
     await rm(this.dataDir, { recursive: true, force: true });
+    if (options.newCluster) this.#config = { ...this.#config, token: `${this.#config.token}-new` };
     await this.start();
   }
 

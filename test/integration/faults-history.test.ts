@@ -68,6 +68,43 @@ describe('etcd rewritten under a running daemon', () => {
       expect((await readFile(join(f.confDir, `f${i}.conf`), 'utf8')).split('\n')).toHaveLength(KEYS + 2);
   });
 
+  it('when another cluster answers at the same address: the same union merge, with a journal of its own', async () => {
+    const f = await fixture();
+    await populated(f);
+    await f.start();
+    const before = await f.middleware.clusterId();
+    const swapped = Date.now();
+    await etcd.wipe({ newCluster: true });
+    await waitFor(async () => (await countKeys(f.prefix)) === FILES * KEYS && f.engine.status().ready, {
+      timeout: 15_000,
+    });
+    console.log(
+      `recovery: another cluster at the same address ${((Date.now() - swapped) / 1000).toFixed(1)} s`,
+    );
+    expect(await f.middleware.clusterId()).not.toBe(before);
+    expect(f.lines).toContainEqual(
+      expect.objectContaining({ regression: expect.stringMatching(/cluster changed/) }),
+    );
+  });
+
+  it('--rebuild-base refills an etcd wiped while the daemon was down, where the guard holds deletions', async () => {
+    const f = await fixture();
+    await populated(f);
+    await f.start();
+    await f.stop();
+    await etcd.wipe();
+    await f.start();
+    // etcd lost every key: the guard holds the deletions back instead of emptying the files.
+    expect(f.engine.status().blocked).toEqual([expect.objectContaining({ side: 'etcd' })]);
+    expect(f.lines).toContainEqual(expect.objectContaining({ msg: expect.stringMatching(/--rebuild-base/) }));
+    await f.stop();
+    await f.start({ rebuildBase: true });
+    expect(await countKeys(f.prefix)).toBe(FILES * KEYS);
+    expect(f.engine.status().ready).toBe(true);
+    for (let i = 0; i < FILES; i++)
+      expect(await readFile(join(f.confDir, `f${i}.conf`), 'utf8')).toBe(body(i, 'v1'));
+  });
+
   it('after a snapshot restore: edits made since the snapshot come back or are a recorded conflict loser', async () => {
     const f = await fixture();
     await populated(f);

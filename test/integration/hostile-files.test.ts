@@ -154,3 +154,20 @@ describe('hostile files in the conf dir', () => {
     await waitFor(async () => !(await readdir(join(f.confDir, 'made'))).includes('by-etcd.conf'));
   });
 });
+
+describe('temp files a crash leaves behind', () => {
+  it('are removed at start whatever their age when their writer is gone, and by the full reconcile of a running daemon', async () => {
+    const f = await fixture();
+    await mkdir(join(f.confDir, 'sub'));
+    // A writer that is gone (pid 2^22 - 1 is above Linux's default pid_max), one of this very process
+    // (a daemon that is pid 1 in every container start is its own predecessor), and a live one.
+    const dead = `.link-etcd-4194303-${'a'.repeat(16)}.tmp`;
+    const mine = `.link-etcd-${process.pid}-${'b'.repeat(16)}.tmp`;
+    const live = `.link-etcd-1-${'c'.repeat(16)}.tmp`;
+    for (const name of [dead, mine, live]) await writeFile(join(f.confDir, 'sub', name), 'partial');
+    await f.start({ fullReconcileMs: 200 });
+    expect((await readdir(join(f.confDir, 'sub'))).sort()).toEqual([live]);
+    await writeFile(join(f.confDir, dead), 'left by a crash while running');
+    await waitFor(async () => !(await readdir(f.confDir)).includes(dead));
+  });
+});
