@@ -1,4 +1,3 @@
-import type { FSWatcher } from 'chokidar';
 import type { Subscription } from 'rxjs';
 import { type Layout, layout, parseKey } from '../layout/mapping.js';
 import { defaultLogger, type Logger } from '../log.js';
@@ -7,19 +6,15 @@ import { Apply } from './apply.js';
 import { defaultStateDir } from './base-journal.js';
 import { BaseStore } from './base-store.js';
 import { SYNC_DEFAULTS } from './defaults.js';
+import { EtcdHistory } from './etcd-history.js';
 import { EtcdSide } from './etcd-side.js';
 import { FileSide } from './file-side.js';
-import { watchConfDir } from './file-watcher.js';
-import { type Blocked, deletes, guard, holdingOf, lossesAcross, nextBlocked } from './guard.js';
+import { followConfDir } from './file-watcher.js';
+import { holdingOf } from './guard.js';
+import { guardPass } from './guard-pass.js';
 import { gatherInput } from './pass-input.js';
-import { losses, type Merged, merge, type Plan, type PlanInput } from './plan.js';
-
-const NO_LOSS = { keys: 0, files: 0 } as const;
-/** How often files are scanned when the file watcher failed. */
-const SCAN_MS = 5_000;
-
-import { EtcdHistory } from './etcd-history.js';
-import { type Cancel, Scheduler } from './scheduler.js';
+import { merge } from './plan.js';
+import { Scheduler } from './scheduler.js';
 import type { PassResult, SyncOptions, SyncReconfiguration } from './sync-options.js';
 import { SyncReport, type SyncStatus } from './sync-report.js';
 
@@ -30,6 +25,7 @@ export type {
   SyncReconfiguration,
   SyncStatus,
 } from './sync-options.js';
+
 /**
  * The imperative shell around the plan: keeps the three states (base, files,
  * etcd) current from events, which are only hints ("look at this file
@@ -46,11 +42,9 @@ export class SyncEngine {
   private readonly apply: Apply;
   private readonly history: EtcdHistory;
   private watchSub: Subscription | undefined;
-  private fileWatcher: FSWatcher | undefined;
-  private cancelScan: Cancel | undefined;
+  private fileWatcher: { close(): Promise<void> } | undefined;
   private clusterId: string | undefined;
-  /** The etcd revision of the newest batch seen, and the one seen when the current drain began. */
-  private seenRevision = 0;
+  /** The etcd revision seen when the current drain began. */
   private drainTarget = 0;
 
   constructor(private options: SyncOptions) {
@@ -64,7 +58,12 @@ export class SyncEngine {
     );
     this.etcd = new EtcdSide(
       () => this.options.middleware,
-      (key) => this.fileOfKey(key),
+      (key) => {
+        const parsed = parseKey(this.layout, key);
+        if (parsed.ok) return parsed.address.confPath;
+        this.report.refused('etcd', key, parsed.reason);
+        return undefined;
+      },
     );
     this.files = new FileSide(
       confDir,
@@ -77,7 +76,7 @@ export class SyncEngine {
         pass: async (paths) => void (await this.pass(paths, { full: false })),
         full: () => this.reconcileAll({ check: true }),
         drainStarted: () => {
-          this.drainTarget = this.seenRevision;
+          this.drainTarget = this.report.seenUpTo;
         },
         // Everything etcd had sent when this drain began is now in the files.
         drained: () => this.report.applied(this.drainTarget),
@@ -107,11 +106,16 @@ export class SyncEngine {
     await this.prepare();
     // Watch first, then read: an edit made during the first reconcile is an event, not a gap.
     if (this.options.watchFiles !== false)
-      this.fileWatcher = await watchConfDir(this.options.confDir, {
-        file: (path) => this.scheduler.fileChanged(path),
-        folder: (dir) => void this.touchTree(dir).catch((e) => this.report.failed('rescan', e)),
-        error: (error) => this.watcherFailed(error),
-      });
+      this.fileWatcher = await followConfDir(
+        this.options.confDir,
+        {
+          file: (path) => this.scheduler.fileChanged(path),
+          folder: (dir) => void this.touchTree(dir).catch((e) => this.report.failed('rescan', e)),
+          degraded: (why, error) => this.report.degraded(why, error),
+          scan: () => void this.reconcileAll().catch((e) => this.report.failed('scan', e)),
+        },
+        this.scheduler.clock,
+      );
     await this.reconcileAll({ settled: true });
     this.scheduler.every(this.options.fullReconcileMs ?? SYNC_DEFAULTS.fullReconcileSeconds * 1000);
     this.history.start(this.clusterId ?? '', this.etcd.revision);
@@ -128,7 +132,6 @@ export class SyncEngine {
   /** Finishes the pass in flight, saves the base and lets go of etcd and the files. */
   async stop(): Promise<void> {
     this.history.stop();
-    this.cancelScan?.();
     this.watchSub?.unsubscribe();
     const closing = this.fileWatcher?.close();
     await this.scheduler.stop();
@@ -220,7 +223,7 @@ export class SyncEngine {
     this.clusterId = await this.options.middleware.clusterId();
     const problem = this.options.rebuildBase
       ? 'the base is rebuilt (--rebuild-base)'
-      : await this.base.load(this.clusterId, (key) => this.fileOfKey(key));
+      : await this.base.load(this.clusterId, (key) => this.etcd.fileOf(key));
     if (this.options.rebuildBase) this.base.forget(this.clusterId);
     // Missing (a first run, or a lost state dir), corrupt or dropped on purpose: the union of both sides
     // brings back what was deleted on one side since the lost base, and deletes nothing.
@@ -253,36 +256,7 @@ export class SyncEngine {
     const changed = this.etcd.take(batch);
     this.report.seen(batch.revision);
     this.history.saw(batch.revision);
-    if (batch.initial) return;
-    this.seenRevision = Math.max(this.seenRevision, batch.revision);
-    this.scheduler.etcdChanged(changed);
-  }
-
-  private fileOfKey(key: string): string | undefined {
-    const parsed = parseKey(this.layout, key);
-    if (parsed.ok) return parsed.address.confPath;
-    this.report.refused('etcd', key, parsed.reason);
-    return undefined;
-  }
-
-  /**
-   * chokidar failed (the inotify limit, say): files it no longer watches are
-   * scanned every SCAN_MS instead, and readiness says so until a restart.
-   */
-  private watcherFailed(error: unknown): void {
-    const code = (error as NodeJS.ErrnoException).code;
-    const limit = code === 'ENOSPC' || code === 'EMFILE';
-    const why = limit
-      ? `the file watcher hit the inotify limit (${code}): raise fs.inotify.max_user_watches (sysctl); scanning every ${SCAN_MS / 1000} s meanwhile`
-      : `the file watcher failed (${error instanceof Error ? error.message : String(error)}); scanning every ${SCAN_MS / 1000} s meanwhile`;
-    this.logger.error({ err: error }, why);
-    this.report.degraded(`degraded: ${why}`);
-    if (this.cancelScan !== undefined) return;
-    const scan = () => {
-      this.cancelScan = this.scheduler.clock.schedule(scan, SCAN_MS);
-      void this.reconcileAll().catch((e) => this.report.failed('scan', e));
-    };
-    this.cancelScan = this.scheduler.clock.schedule(scan, SCAN_MS);
+    if (!batch.initial) this.scheduler.etcdChanged(changed);
   }
 
   /** Marks every file under a folder dirty: those on disk now, and those either side or the base knows. */
@@ -316,76 +290,26 @@ export class SyncEngine {
     // 2. Merge: each key through the table.
     const merged = merge(input);
     // 3. Guard: hold back mass deletions.
-    const plan = await this.guarded(merged, input, how);
+    const plan = await guardPass(merged, input, {
+      full: how.full,
+      confDirEmpty: how.confDirEmpty ?? false,
+      allowMassDelete: this.options.allowMassDelete ?? SYNC_DEFAULTS.allowMassDelete,
+      maxDeleteShare: this.options.maxDeleteShare ?? SYNC_DEFAULTS.maxDeleteShare,
+      holding: holdingOf(this.report.blocked),
+      whole: { files: this.files, base: this.base, etcd: this.etcd },
+    });
     this.report.planned(plan, paths.length, how.full);
     if (how.dryRun) return { plan, files: paths.length };
     // 4. Apply: etcd first, then the files, then the conflict records.
-    this.setBlocked(plan.blocked, how.full);
+    if (this.report.guardAfter(plan.blocked, how.full)) this.scheduler.requestFull();
     await this.apply.etcd(plan, input.fileOf);
     await this.apply.files(plan, input.fileOf);
     await this.apply.conflicts(plan, input.fileOf);
     // 5. Record what both sides now agree on.
     for (const [key, entry] of plan.base) this.base.set(key, entry, input.fileOf(key));
-    // A planned file with nothing left to write in a direction is not failing there any more.
-    const writing = {
-      to_etcd: new Set(plan.toEtcd.map((w) => input.fileOf(w.key))),
-      to_file: new Set(plan.toFile.map((w) => input.fileOf(w.key))),
-    };
-    for (const path of input.planned)
-      for (const direction of ['to_etcd', 'to_file'] as const)
-        if (!writing[direction].has(path)) this.report.unstuck(path, direction);
+    this.report.planDone(plan, input.planned, input.fileOf);
     this.scheduler.settled(paths);
     await this.base.save();
     return { plan, files: paths.length };
-  }
-
-  /**
-   * A full pass sees every file, so it counts losses from its own input. A
-   * pass over a few files cannot tell one removed file from the first of
-   * many, nor an emptied conf dir (an unmounted volume) from a deleted file:
-   * only when it deletes anything does it ask the whole base.
-   */
-  private async guarded(
-    merged: Merged,
-    input: PlanInput,
-    how: { full: boolean; confDirEmpty?: boolean },
-  ): Promise<Plan> {
-    const allowMassDelete = this.options.allowMassDelete ?? SYNC_DEFAULTS.allowMassDelete;
-    if (!how.full && (allowMassDelete || !deletes(merged))) return { ...merged, blocked: [] };
-    const whole = !how.full
-      ? await this.wholeLosses()
-      : {
-          confDirEmpty: how.confDirEmpty ?? false,
-          total: input.base.size,
-          // Counting walks the whole base: not worth it when nothing would be held anyway.
-          lost: allowMassDelete
-            ? { file: NO_LOSS, etcd: NO_LOSS }
-            : { file: losses(input, 'file'), etcd: losses(input, 'etcd') },
-        };
-    const guarded = guard(merged, {
-      ...whole,
-      allowMassDelete,
-      maxDeleteShare: this.options.maxDeleteShare ?? SYNC_DEFAULTS.maxDeleteShare,
-      holding: holdingOf(this.report.blocked),
-    });
-    return { ...merged, ...guarded };
-  }
-
-  /** What each side has lost against the whole base, and whether the conf dir is empty. */
-  private async wholeLosses() {
-    const confDirEmpty = (await this.files.scan()).length === 0;
-    const views = await this.files.views(this.base.files());
-    const lost = lossesAcross(
-      this.base.byFile(),
-      (file) => views.get(file) ?? 'unread',
-      (key) => this.etcd.has(key),
-    );
-    return { confDirEmpty, total: this.base.size, lost };
-  }
-
-  private setBlocked(pass: readonly Blocked[], full: boolean): void {
-    const next = nextBlocked(this.report.blocked, pass, full);
-    if (next.askFull) this.scheduler.requestFull();
-    if (next.changed) this.report.block(next.blocked);
   }
 }

@@ -34,7 +34,7 @@ export class EtcdSide {
   constructor(
     private readonly middleware: () => EtcdMiddleware,
     /** The conf file a key maps to, or undefined (then it is refused and never mirrored). */
-    private readonly fileOf: (key: string) => string | undefined,
+    readonly fileOf: (key: string) => string | undefined,
   ) {}
 
   /**

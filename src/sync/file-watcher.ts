@@ -1,6 +1,10 @@
 import { relative, sep } from 'node:path';
 import { type FSWatcher, watch } from 'chokidar';
 import { isMirrored, isSkippedFolder } from '../layout/mirrored.js';
+import type { Cancel, Clock } from './scheduler.js';
+
+/** How often files are scanned when the file watcher failed. */
+export const SCAN_MS = 5_000;
 
 export interface ConfDirEvents {
   /** A mirrored file may have changed. */
@@ -35,4 +39,40 @@ export async function watchConfDir(confDir: string, on: ConfDirEvents): Promise<
   watcher.on('error', on.error);
   await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
   return watcher;
+}
+
+/**
+ * watchConfDir, and what stands in for it when it fails (the inotify
+ * limit, say): a scan every SCAN_MS, and a `degraded` report naming what to
+ * raise, until the daemon restarts.
+ */
+export async function followConfDir(
+  confDir: string,
+  on: Omit<ConfDirEvents, 'error'> & { degraded(why: string, error: unknown): void; scan(): void },
+  clock: Clock,
+): Promise<{ close(): Promise<void> }> {
+  let cancelScan: Cancel | undefined;
+  const watcher = await watchConfDir(confDir, {
+    ...on,
+    error: (error) => {
+      const code = (error as NodeJS.ErrnoException).code;
+      const why =
+        code === 'ENOSPC' || code === 'EMFILE'
+          ? `the file watcher hit the inotify limit (${code}): raise fs.inotify.max_user_watches (sysctl); scanning every ${SCAN_MS / 1000} s meanwhile`
+          : `the file watcher failed (${error instanceof Error ? error.message : String(error)}); scanning every ${SCAN_MS / 1000} s meanwhile`;
+      on.degraded(why, error);
+      if (cancelScan !== undefined) return;
+      const scan = () => {
+        cancelScan = clock.schedule(scan, SCAN_MS);
+        on.scan();
+      };
+      cancelScan = clock.schedule(scan, SCAN_MS);
+    },
+  });
+  return {
+    close: async () => {
+      cancelScan?.();
+      await watcher.close();
+    },
+  };
 }

@@ -2,7 +2,7 @@ import { LinkEtcdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { maskValue } from '../secrets.js';
 import { setBounded } from './bounded.js';
-import type { Blocked } from './guard.js';
+import { type Blocked, nextBlocked } from './guard.js';
 import type { Conflict, ConflictPolicy } from './merge.js';
 import type { Plan } from './plan.js';
 
@@ -275,6 +275,25 @@ export class SyncReport {
     }
   }
 
+  /** A planned file with nothing left to write in a direction is not failing there any more. */
+  planDone(plan: Plan, planned: ReadonlySet<string>, fileOf: (key: string) => string): void {
+    if (this.stuck.size === 0) return;
+    const writing = {
+      to_etcd: new Set(plan.toEtcd.map((w) => fileOf(w.key))),
+      to_file: new Set(plan.toFile.map((w) => fileOf(w.key))),
+    };
+    for (const path of planned)
+      for (const direction of ['to_etcd', 'to_file'] as const)
+        if (!writing[direction].has(path)) this.unstuck(path, direction);
+  }
+
+  /** The guard's state after a pass (guard.ts nextBlocked); true when a full pass should clear it. */
+  guardAfter(pass: readonly Blocked[], full: boolean): boolean {
+    const next = nextBlocked(this.blocked, pass, full);
+    if (next.changed) this.block(next.blocked);
+    return next.askFull;
+  }
+
   /** The guard's new state: logged once per change; readiness follows it. */
   block(blocked: readonly Blocked[]): void {
     this.blocked = blocked;
@@ -324,9 +343,15 @@ export class SyncReport {
     this.logger.warn('the union merge after etcd went back is done: both sides agree again');
   }
 
-  /** The file watcher failed (undefined: it works again). */
-  degraded(why: string | undefined): void {
-    this.watcherDegraded = why;
+  /** The file watcher failed: said once, and readiness says it until a restart. */
+  degraded(why: string, error: unknown): void {
+    if (this.watcherDegraded === undefined) this.logger.error({ err: error }, why);
+    this.watcherDegraded = `degraded: ${why}`;
+  }
+
+  /** The newest etcd revision the watch delivered. */
+  get seenUpTo(): number {
+    return this.seenRevision;
   }
 
   /** A full reconcile found the watch's mirror different from etcd. */
