@@ -109,7 +109,10 @@ export class EtcdAuthError extends LinkEtcdError {
   constructor(detail: string, options?: { cause?: unknown }) {
     super(
       'ETCD_AUTH',
-      `etcd refused the request: ${detail}: check username/password or certificates`,
+      // Refused credentials and a role that may not do this are fixed in different places.
+      /permission denied/i.test(detail)
+        ? `etcd refused the request: ${detail}: the user is known but its roles do not allow this; check them (etcdctl user get <user>, etcdctl role get <role>)`
+        : `etcd refused the request: ${detail}: check username/password or certificates`,
       options,
     );
   }

@@ -167,7 +167,7 @@ describe('the etcd message table', () => {
     const denied = toLinkError(new EtcdPermissionDeniedError('etcdserver: permission denied'), []);
     expect(denied).toBeInstanceOf(EtcdAuthError);
     expect(denied.message).toBe(
-      'etcd refused the request: etcdserver: permission denied: check username/password or certificates',
+      'etcd refused the request: etcdserver: permission denied: the user is known but its roles do not allow this; check them (etcdctl user get <user>, etcdctl role get <role>)',
     );
     expect(isRetryable(denied)).toBe(false);
   });
