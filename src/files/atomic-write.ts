@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { lstat, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { lstatSync, renameSync } from 'node:fs';
+import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { FileChangedError } from '../errors.js';
 
@@ -81,14 +82,18 @@ export async function writeFileAtomic(
       await handle.close();
     }
     if (options.check) await options.check(temp);
+    // Check and rename back to back, synchronously: a save landing between them would be lost.
     if (options.expect !== undefined) {
-      const now = await lstat(file).then(signatureOf, (error: NodeJS.ErrnoException) => {
-        if (error.code === 'ENOENT') return null;
-        throw error;
-      });
+      let now: FileSignature | null;
+      try {
+        now = signatureOf(lstatSync(file));
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+        now = null;
+      }
       if (now !== options.expect) throw new FileChangedError(file);
-    }
-    await rename(temp, file);
+      renameSync(temp, file);
+    } else await rename(temp, file);
   } catch (error) {
     await unlink(temp).catch(() => undefined);
     throw error;
