@@ -86,6 +86,32 @@ export function rawTextProblem(text: string): string | undefined {
 }
 
 /**
+ * Why `text` cannot be written as a value (after `key = `, its lines after
+ * the first as continuation lines, indented deeper than the key) and read
+ * back by configparser as itself; undefined when it can. A one-line text
+ * follows `rawTextProblem`. A text with `\n` is read back exactly when every
+ * line is stripped already (no whitespace at its ends), no line holds a
+ * `\r`, no line after the first starts with `#` or `;` (configparser reads
+ * it as a comment and drops it), and the last line is not empty
+ * (configparser drops trailing blank lines). Empty lines inside are fine:
+ * written as blank lines, they read back as empty lines of the value.
+ */
+export function valueTextProblem(text: string): string | undefined {
+  if (!text.includes('\n')) return rawTextProblem(text);
+  const parts = text.split('\n');
+  for (const [i, part] of parts.entries()) {
+    if (part.includes('\r')) return 'holds a carriage return (\\r)';
+    if (pyStrip(part) !== part)
+      return 'has a line that starts or ends with spaces (they are stripped on reading)';
+    if (i > 0 && (part.startsWith('#') || part.startsWith(';')))
+      return 'has a line after the first that starts with `#` or `;` (configparser reads a comment)';
+  }
+  if (parts[parts.length - 1] === '')
+    return 'ends with a line break (configparser drops trailing blank lines)';
+  return undefined;
+}
+
+/**
  * A name (section or key) as it may appear in an error message or a log:
  * control and line-break characters spelled as `\uXXXX` (no log injection,
  * no terminal escapes), and cut after 80 characters.
@@ -122,6 +148,8 @@ export function iniNameProblem(name: string, what: 'section' | 'key'): string | 
   if (raw !== undefined) return `${what} name ${raw}`;
   if (what === 'section') {
     if (name.includes(']')) return 'section name holds `]`';
+    // configparser would keep U+FEFF at an end of the name, but the reader refuses any space inside the brackets.
+    if (name.trim() !== name) return 'section name starts or ends with spaces (U+FEFF counts)';
     return undefined;
   }
   if (name.includes('=') || name.includes(':'))

@@ -47,11 +47,14 @@ export class Apply {
           }
           this.parts.report.pushFailed(result.file, error);
           this.parts.scheduler.retry(result.file);
-          // Out of space, etcd still takes deletions (they free space): those of this file go through.
+          // Out of space, etcd still takes deletions (they free space): those of this file go through,
+          // and the file stays failing for the rest.
           const deletions = result.writes.filter((w) => w.value === undefined);
           if (error instanceof LinkEtcdError && error.code === 'ETCD_NO_SPACE' && deletions.length > 0) {
             if (deletions.length < result.writes.length)
-              await this.parts.etcd.push(new Map([[result.file, deletions]]), (r) => this.landedInEtcd(r));
+              await this.parts.etcd.push(new Map([[result.file, deletions]]), (r) =>
+                this.landedInEtcd(r, true),
+              );
           }
           return;
         }
@@ -61,7 +64,7 @@ export class Apply {
     if (unreachable !== undefined) throw unreachable;
   }
 
-  private landedInEtcd(result: PushResult): void {
+  private landedInEtcd(result: PushResult, partly = false): void {
     if ('error' in result) return;
     if (result.revision === undefined) {
       // Someone else wrote first: the watch brings their value, and the next pass merges it.
@@ -73,7 +76,7 @@ export class Apply {
       const entry = w.value === undefined ? undefined : { value: w.value, modRevision: result.revision };
       this.parts.base.set(w.key, entry, result.file);
     }
-    this.landed('to_etcd', result.file, result.writes, { revision: result.revision });
+    this.landed('to_etcd', result.file, result.writes, { revision: result.revision }, partly);
   }
 
   async files(plan: Plan, fileOf: (key: string) => string): Promise<void> {
@@ -125,9 +128,10 @@ export class Apply {
     file: string,
     writes: ReadonlyArray<{ key: string; value: string | undefined; reason: string }>,
     extra: Record<string, unknown> = {},
+    partly = false,
   ): void {
-    this.parts.report.landed(direction, file, writes, extra);
-    const ms = this.parts.scheduler.landed(file);
+    this.parts.report.landed(direction, file, writes, extra, partly);
+    const ms = this.parts.scheduler.landed(file, this.parts.report.failingFile(file));
     if (ms !== undefined) this.parts.options().onApplied?.(direction, writes.length, ms / 1000);
   }
 }

@@ -21,7 +21,7 @@ import {
   writeIn,
 } from '../files/confined.js';
 import { applyIniChanges, type IniChange } from '../ini/edit.js';
-import { decodeValue, encodeValue } from '../ini/escape.js';
+import { decodeValue, encodeValue, encodeValueLines } from '../ini/escape.js';
 import { parseIni } from '../ini/parse.js';
 import { addressRefusal, keyOf, type Layout, parseKey } from '../layout/mapping.js';
 import { isMirrored, isSkippedFolder } from '../layout/mirrored.js';
@@ -204,7 +204,7 @@ export async function writeConfFile(
       const parsed = parseKey(l, w.key);
       if (!parsed.ok) continue;
       const { section, key } = parsed.address;
-      changes.push({ section, key, value: w.value === undefined ? undefined : encodeValue(w.value) });
+      changes.push({ section, key, value: w.value === undefined ? undefined : encodeValueLines(w.value) });
     }
     const text = applyIniChanges(doc, changes);
     if (text === current) return { text, signature: undefined };
@@ -228,7 +228,8 @@ export async function writeConfFile(
     if (error instanceof LinkEtcdError) throw error;
     // A path that cannot hold a file (a parent is a file, no space, read-only): this file waits, the rest goes on.
     const code = (error as NodeJS.ErrnoException).code;
-    if (typeof code === 'string') throw new FileWriteError(file, `${code}: ${(error as Error).message}`);
+    if (typeof code === 'string')
+      throw new FileWriteError(file, `${code}: ${(error as Error).message}`, { cause: error });
     throw error;
   } finally {
     await dir?.close();

@@ -307,7 +307,7 @@ export class SyncEngine {
     await this.apply.conflicts(plan, input.fileOf);
     // 5. Record what both sides now agree on.
     for (const [key, entry] of plan.base) this.base.set(key, entry, input.fileOf(key));
-    this.report.planDone(plan, input.planned, input.fileOf);
+    this.report.planDone(plan, input.planned, input.fileOf, input.unreadableFiles);
     this.scheduler.settled(paths);
     await this.base.save();
     return { plan, files: paths.length };

@@ -80,6 +80,8 @@ export class Scheduler {
   private readonly rechecks = new Map<string, Cancel>();
   private readonly emptiedAt = new Map<string, number>();
   private readonly failures = new Map<string, number>();
+  /** The pending retry of each failing file. */
+  private readonly retries = new Map<string, Cancel>();
   private readonly later = new Set<Cancel>();
   private cancelKick: Cancel | undefined;
   private cancelFullSoon: Cancel | undefined;
@@ -185,7 +187,9 @@ export class Scheduler {
   retry(path: string): void {
     const tries = (this.failures.get(path) ?? 0) + 1;
     this.failures.set(path, tries);
-    this.planLater(path, Math.min(BACKOFF_MIN_MS * 2 ** (tries - 1), BACKOFF_MAX_MS));
+    // One retry pending per file: each failure replaces it, or every failed pass would start a chain of its own.
+    this.retries.get(path)?.();
+    this.retries.set(path, this.planLater(path, Math.min(BACKOFF_MIN_MS * 2 ** (tries - 1), BACKOFF_MAX_MS)));
   }
 
   /** etcd changed under our write: not dirty now, or the drain would retry before the watch brings the newer value. */
@@ -194,8 +198,13 @@ export class Scheduler {
   }
 
   /** Writes to a file landed: its backoff resets; returns ms since its change was first seen. */
-  landed(path: string): number | undefined {
-    this.failures.delete(path);
+  landed(path: string, stillFailing = false): number | undefined {
+    // A file still failing in the other direction keeps its pause: a landing here does not make that work.
+    if (!stillFailing) {
+      this.failures.delete(path);
+      this.retries.get(path)?.();
+      this.retries.delete(path);
+    }
     const since = this.dirtySince.get(path);
     this.dirtySince.delete(path);
     return since === undefined ? undefined : this.clock.now() - since;
@@ -264,14 +273,20 @@ export class Scheduler {
     );
   }
 
-  private planLater(path: string, ms: number): void {
-    const cancel = this.clock.schedule(() => {
+  private planLater(path: string, ms: number): Cancel {
+    const cancelTimer = this.clock.schedule(() => {
       this.later.delete(cancel);
+      if (this.retries.get(path) === cancel) this.retries.delete(path);
       this.dirty.add(path);
       this.mustPlan.add(path);
       this.kick(0);
     }, ms);
+    const cancel: Cancel = () => {
+      cancelTimer();
+      this.later.delete(cancel);
+    };
     this.later.add(cancel);
+    return cancel;
   }
 
   /** Runs a drain of the dirty files after `ms`, one pass at a time. */

@@ -209,6 +209,11 @@ export class SyncReport {
     if (byDirection.size === 0) this.stuck.delete(file);
   }
 
+  /** Whether a file cannot be written in some direction now. */
+  failingFile(file: string): boolean {
+    return this.stuck.has(file);
+  }
+
   /** Whether some file cannot be written from etcd now (then the files lag behind etcd). */
   private get filesBehind(): boolean {
     for (const byDirection of this.stuck.values()) if (byDirection.has('to_file')) return true;
@@ -221,8 +226,10 @@ export class SyncReport {
     file: string,
     writes: ReadonlyArray<{ key: string; value: string | undefined; reason: string }>,
     extra: Record<string, unknown>,
+    /** Only some of the file's writes landed (deletions under NOSPACE): it is still failing. */
+    partly = false,
   ): void {
-    this.unstuck(file, direction);
+    if (!partly) this.unstuck(file, direction);
     if (this.logger.isLevelEnabled('info')) {
       const changes = writes
         .slice(0, LOGGED_KEYS)
@@ -276,15 +283,22 @@ export class SyncReport {
   }
 
   /** A planned file with nothing left to write in a direction is not failing there any more. */
-  planDone(plan: Plan, planned: ReadonlySet<string>, fileOf: (key: string) => string): void {
+  planDone(
+    plan: Plan,
+    planned: ReadonlySet<string>,
+    fileOf: (key: string) => string,
+    unreadable: ReadonlySet<string>,
+  ): void {
     if (this.stuck.size === 0) return;
     const writing = {
       to_etcd: new Set(plan.toEtcd.map((w) => fileOf(w.key))),
       to_file: new Set(plan.toFile.map((w) => fileOf(w.key))),
     };
+    // A file not read this time (a save in progress, settling) planned nothing: that says nothing of its writes.
     for (const path of planned)
-      for (const direction of ['to_etcd', 'to_file'] as const)
-        if (!writing[direction].has(path)) this.unstuck(path, direction);
+      if (!unreadable.has(path))
+        for (const direction of ['to_etcd', 'to_file'] as const)
+          if (!writing[direction].has(path)) this.unstuck(path, direction);
   }
 
   /** The guard's state after a pass (guard.ts nextBlocked); true when a full pass should clear it. */
