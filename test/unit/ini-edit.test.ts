@@ -107,8 +107,91 @@ describe('format-preserving INI edits', () => {
     expect(edit('  [S]\n[T]\n', [{ section: 'S', key: 'b', value: '2' }])).toBe('  [S]\n  b = 2\n[T]\n');
   });
 
+  it('writes a value with line breaks as continuation lines, an empty line as a blank line', () => {
+    expect(edit('[S]\nk = v\nz = 1\n', [{ section: 'S', key: 'k', value: 'a\n\nb' }])).toBe(
+      '[S]\nk = a\n    b\nz = 1\n'.replace('a\n', 'a\n\n'),
+    );
+    // A value that starts with a line break (setup.cfg style): nothing after `=`.
+    expect(edit('[S]\n', [{ section: 'S', key: 'deps', value: '\nrequests\nclick' }])).toBe(
+      '[S]\ndeps =\n    requests\n    click\n',
+    );
+  });
+
+  it('replaces every line of a multi-line value and nothing else, keeping the comments inside it', () => {
+    const text = '[S]\nk = a\n  b\n\n# note\n  c\n\n; after\nz = 1\n';
+    expect(edit(text, [{ section: 'S', key: 'k', value: 'x' }])).toBe(
+      '[S]\nk = x\n# note\n\n; after\nz = 1\n',
+    );
+    // The old continuation lines' indentation is kept.
+    expect(edit(text, [{ section: 'S', key: 'k', value: 'x\ny' }])).toBe(
+      '[S]\nk = x\n  y\n# note\n\n; after\nz = 1\n',
+    );
+    expect(edit(text, [{ section: 'S', key: 'k', value: undefined }])).toBe(
+      '[S]\n# note\n\n; after\nz = 1\n',
+    );
+    expect(edit(text, [{ section: 'S', key: 'k', value: 'a\nb\n\nc' }])).toBe(text);
+  });
+
+  it('spaces a value put after a bare `key =` as the file spaces its keys', () => {
+    expect(edit('[S]\nk = v\ncmd =\n  a\n  b\n', [{ section: 'S', key: 'cmd', value: 'x' }])).toBe(
+      '[S]\nk = v\ncmd = x\n',
+    );
+    expect(edit('[S]\nK=v\nCmd=\n  a\n', [{ section: 'S', key: 'Cmd', value: 'x' }])).toBe(
+      '[S]\nK=v\nCmd=x\n',
+    );
+  });
+
+  it('adds a key after the last value line of its section, as deep as that key', () => {
+    expect(edit('[S]\n  k = a\n      b\n\n[T]\n', [{ section: 'S', key: 'n', value: 'x\ny' }])).toBe(
+      '[S]\n  k = a\n      b\n  n = x\n      y\n\n[T]\n',
+    );
+  });
+
+  it('keeps the delimiter and spacing of `key: value` lines, and uses the first one for new keys', () => {
+    expect(
+      edit('[S]\nk: v\n', [
+        { section: 'S', key: 'k', value: 'w' },
+        { section: 'S', key: 'n', value: '1' },
+      ]),
+    ).toBe('[S]\nk: w\nn: 1\n');
+    expect(edit('[S]\nk : a = b\n', [{ section: 'S', key: 'k', value: 'c' }])).toBe('[S]\nk : c\n');
+  });
+
+  it('keeps a byte order mark and CRLF line ends, on continuation lines too', () => {
+    expect(edit('\uFEFF[S]\r\nk = v\r\n', [{ section: 'S', key: 'k', value: 'a\n\nb' }])).toBe(
+      '\uFEFF[S]\r\nk = a\r\n\r\n    b\r\n',
+    );
+    expect(edit('\uFEFF', [])).toBe('\uFEFF');
+  });
+
+  it('keeps a missing final newline when the last line stays', () => {
+    expect(edit('[S]\nk = v\nz = 1', [{ section: 'S', key: 'k', value: 'w' }])).toBe('[S]\nk = w\nz = 1');
+    expect(edit('[S]\nk = v', [{ section: 'S', key: 'k', value: 'w' }])).toBe('[S]\nk = w\n');
+  });
+
+  it('edits [DEFAULT] like any section, wherever its headers are', () => {
+    const text = '[DEFAULT]\na = 1\n[S]\nb = 2\n[DEFAULT]\nc = 3\n';
+    expect(
+      edit(text, [
+        { section: 'DEFAULT', key: 'a', value: '9' },
+        { section: 'DEFAULT', key: 'd', value: '4' },
+      ]),
+    ).toBe('[DEFAULT]\na = 9\n[S]\nb = 2\n[DEFAULT]\nc = 3\nd = 4\n');
+  });
+
   it.each([
-    ['a value with a line break', { section: 'S', key: 'k', value: 'hunter2\n[X]' }, /line break/],
+    [
+      'a value ending in a line break',
+      { section: 'S', key: 'k', value: 'hunter2\n' },
+      /ends with a line break/,
+    ],
+    ['a value line starting with `#`', { section: 'S', key: 'k', value: 'hunter2\n#x' }, /starts with `#`/],
+    [
+      'a value line with spaces',
+      { section: 'S', key: 'k', value: 'hunter2\n x' },
+      /starts or ends with spaces/,
+    ],
+    ['a value with a CR among lines', { section: 'S', key: 'k', value: 'hunter2\nx\ry' }, /carriage return/],
     ['a value with a CR', { section: 'S', key: 'k', value: 'hunter2\r[X]' }, /line break/],
     ['a value ending in U+2028', { section: 'S', key: 'k', value: 'hunter2\u2028' }, /spaces/],
     ['a value with spaces at an end', { section: 'S', key: 'k', value: 'hunter2\x1f' }, /spaces/],
@@ -116,6 +199,12 @@ describe('format-preserving INI edits', () => {
     ['a key starting with `[`', { section: 'S', key: '[a]b', value: 'hunter2' }, /starts with `\[`/],
     ['a section with `]`', { section: 'a]b', key: 'k', value: 'hunter2' }, /holds `\]`/],
     ['a section with a line break', { section: 'a\nb', key: 'k', value: 'hunter2' }, /line break/],
+    // Found by the differential test: configparser reads `[\uFEFFS]`, but our reader refuses the brackets' spaces.
+    [
+      'a section starting with U+FEFF',
+      { section: '\uFEFFS', key: 'k', value: 'hunter2' },
+      /starts or ends with spaces/,
+    ],
     ['a key with spaces at an end', { section: 'S', key: 'k\u0085', value: 'hunter2' }, /spaces/],
   ])('refuses %s, naming section and key but not the value', (_name, change, reason) => {
     expect(() => edit('[S]\nk = v\n', [change])).toThrow(IniEditError);

@@ -14,8 +14,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { IniSyntaxError } from '../../src/errors.js';
 import { applyIniChanges } from '../../src/ini/edit.js';
-import { decodeValue, encodeValue } from '../../src/ini/escape.js';
-import { parseIni } from '../../src/ini/parse.js';
+import { decodeValue, encodeValue, encodeValueLines, isContinuable } from '../../src/ini/escape.js';
+import { type IniDocument, parseIni } from '../../src/ini/parse.js';
 
 const TRICKY = [
   '\r',
@@ -58,6 +58,16 @@ const unit = fc.oneof(
 /** Any etcd value, as a string: all of Unicode but lone surrogates. */
 const value = fc.oneof(
   fc.string({ unit, maxLength: 12 }),
+  // Lines, so that continuation lines are exercised: some fit them, some need the quoted form.
+  fc
+    .array(
+      fc.oneof(fc.constantFrom('', 'a', 'b c', '[T]', '# x', ' pad'), fc.string({ unit, maxLength: 3 })),
+      {
+        minLength: 2,
+        maxLength: 4,
+      },
+    )
+    .map((lines) => lines.join('\n')),
   // JSON-looking values, so that the quoted form is exercised both ways.
   fc.string({ unit, maxLength: 6 }).map((s) => JSON.stringify(s)),
   fc.string({ unit, maxLength: 6 }).map((s) => `"${s}"`),
@@ -96,6 +106,17 @@ const othersOf = (text: string, skip: { section: string; key: string }) => {
   return out;
 };
 
+/** The file's lines without those of `key`'s value (its entry, continuation and blank lines between them). */
+const linesBesides = (doc: IniDocument, section: string, key: string) => {
+  let inside = -1;
+  return doc.lines
+    .filter((l, i) => {
+      if (l.kind === 'entry' && l.section === section && l.key === key) inside = l.end;
+      return i > inside || l.kind === 'comment';
+    })
+    .map((l) => l.raw);
+};
+
 describe('etcd -> file -> etcd through line edits (property)', () => {
   it('reads back exactly the value set, and a second, different value always changes the file', () => {
     fc.assert(
@@ -108,20 +129,19 @@ describe('etcd -> file -> etcd through line edits (property)', () => {
         (base, section, key, v1, v2) => {
           fc.pre(v1 !== v2);
           const doc0 = parseIni(base, 'rt.conf');
-          const text1 = applyIniChanges(doc0, [{ section, key, value: encodeValue(v1) }]);
+          const text1 = applyIniChanges(doc0, [{ section, key, value: encodeValueLines(v1) }]);
           expect(readBack(text1, section, key)).toBe(v1);
           expect(othersOf(text1, { section, key })).toEqual(othersOf(base, { section, key }));
 
           const text2 = applyIniChanges(parseIni(text1, 'rt.conf'), [
-            { section, key, value: encodeValue(v2) },
+            { section, key, value: encodeValueLines(v2) },
           ]);
           expect(text2).not.toBe(text1);
           expect(readBack(text2, section, key)).toBe(v2);
-          // The key's line is the only one that changed: same number of lines, all others byte for byte.
-          const lines1 = text1.split('\n');
-          const lines2 = text2.split('\n');
-          expect(lines2).toHaveLength(lines1.length);
-          expect(lines2.filter((l, i) => l !== lines1[i])).toHaveLength(1);
+          // The key's lines are the only ones that changed: all others byte for byte, in order.
+          const besides1 = linesBesides(parseIni(text1, 'rt.conf'), section, key);
+          const besides2 = linesBesides(parseIni(text2, 'rt.conf'), section, key);
+          expect(besides2).toEqual(besides1);
 
           // Deleting it again gives back the other keys untouched.
           const text3 = applyIniChanges(parseIni(text2, 'rt.conf'), [{ section, key, value: undefined }]);
@@ -133,7 +153,22 @@ describe('etcd -> file -> etcd through line edits (property)', () => {
     );
   });
 
-  it('the encoded form of any value is one line, trimmed, and decodes back (property)', () => {
+  it('the multi-line form of any value: lines broken at \\n only, each trimmed, decoding back (property)', () => {
+    fc.assert(
+      fc.property(value, (v) => {
+        const text = encodeValueLines(v);
+        if (!isContinuable(v)) expect(text).toBe(encodeValue(v));
+        for (const line of text.split('\n')) {
+          expect([...line].filter((c) => LINE_BREAKS.includes(c))).toEqual([]);
+          expect(line).toBe(line.trim());
+        }
+        expect(decodeValue(text)).toBe(v);
+      }),
+      { numRuns: 4000 },
+    );
+  });
+
+  it('the one-line form of any value is one line, trimmed, and decodes back (property)', () => {
     fc.assert(
       fc.property(value, (v) => {
         const text = encodeValue(v);
@@ -143,6 +178,30 @@ describe('etcd -> file -> etcd through line edits (property)', () => {
       }),
       { numRuns: 4000 },
     );
+  });
+});
+
+describe('the written form of a value with line breaks', () => {
+  it.each([
+    ['a\nb', 'a\nb'],
+    ['\nfirst\nsecond', '\nfirst\nsecond'],
+    ['a\n\nb', 'a\n\nb'],
+    ['a\n[T]\nk = v', 'a\n[T]\nk = v'],
+    ['a\n', '"a\\n"'],
+    ['a\n ', '"a\\n "'],
+    ['a\n b', '"a\\n b"'],
+    [' a\nb', '" a\\nb"'],
+    ['a\n#b', '"a\\n#b"'],
+    ['a\n;b', '"a\\n;b"'],
+    ['#a\nb', '#a\nb'],
+    ['a\u2028\nb', '"a\\u2028\\nb"'],
+    ['a\r\nb', '"a\\r\\nb"'],
+    ['\n', '"\\n"'],
+  ])('%j is written as %j', (value, text) => {
+    expect(encodeValueLines(value)).toBe(text);
+    expect(decodeValue(text)).toBe(value);
+    // The one-line form is still read: as earlier versions wrote it, and as conflict records write it.
+    expect(decodeValue(encodeValue(value))).toBe(value);
   });
 });
 
