@@ -345,6 +345,49 @@ describe('refusals from etcd: one file fails alone, named once, and lands once t
     expect(await read(a)).toBe('[S]\nk = 2\n');
     expect(await etcdValue('b.conf/S/k')).toBe('byRoot');
   });
+
+  it('auth tokens that expire every second: both directions keep flowing, the watch included', async () => {
+    // Simple tokens expire after --auth-token-ttl of idleness (an etcd restart expires them all too).
+    const secure = await startEtcd({ extraArgs: ['--auth-token=simple', '--auth-token-ttl=1'] });
+    defer(() => secure.cleanup());
+    const f = await syncFixture(secure);
+    defer(() => f.cleanup());
+    const root = (...args: string[]) => secure.etcdctl('--user=root:rootpw', ...args);
+    await secure.etcdctl('user', 'add', 'root:rootpw');
+    await secure.etcdctl('role', 'add', 'rw');
+    await secure.etcdctl('role', 'grant-permission', '--prefix=true', 'rw', 'readwrite', f.prefix);
+    await secure.etcdctl('user', 'add', 'app:apppw');
+    await secure.etcdctl('user', 'grant-role', 'app', 'rw');
+    await secure.etcdctl('auth', 'enable');
+    const app = clientFor(secure, { username: 'app', password: 'apppw' });
+    defer(() => app.close());
+    const a = join(f.confDir, 'a.conf');
+    await writeFile(a, '[S]\nk = 1\n');
+    let fatal: Error | undefined;
+    await f.start({ middleware: app, onFatal: (error) => (fatal ??= error) });
+    for (let round = 0; round < 3; round++) {
+      // Idle past the TTL: the token the daemon holds has expired by now.
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
+      const t0 = performance.now();
+      await root('put', `${f.prefix}a.conf/S/k`, `etcd-${round}`);
+      await waitFor(async () => (await read(a)) === `[S]\nk = etcd-${round}\n`, {
+        message: `round ${round}: put to file`,
+      });
+      await writeFile(a, `[S]\nk = file-${round}\n`);
+      await waitFor(
+        async () =>
+          (await root('get', '--print-value-only', `${f.prefix}a.conf/S/k`)).trim() === `file-${round}`,
+        {
+          message: `round ${round}: edit to etcd`,
+        },
+      );
+      console.log(
+        `recovery: expired auth token, round ${round}: both directions in ${seconds(performance.now() - t0)}`,
+      );
+    }
+    expect(fatal).toBeUndefined();
+    expect(f.engine.status().ready).toBe(true);
+  });
 });
 
 describe(
