@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { lstatSync, renameSync } from 'node:fs';
-import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { type FileHandle, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { FileChangedError } from '../errors.js';
 
@@ -65,22 +65,7 @@ export async function writeFileAtomic(
   const handle = await open(temp, 'wx', mode);
   let signature: FileSignature;
   try {
-    try {
-      await handle.writeFile(content, 'utf8');
-      await handle.sync();
-      // The inode keeps these through the rename: a later change of the file shows as a different signature.
-      const info = await handle.stat();
-      signature = signatureOf(info);
-      // open()'s mode passes through the umask; the file's own mode must not.
-      if ((info.mode & 0o7777) !== mode) await handle.chmod(mode);
-      // The app reading this file may run as its owner: keep it, when we may.
-      const owner = options.owner;
-      if (owner && (owner.uid !== info.uid || owner.gid !== info.gid)) {
-        await handle.chown(owner.uid, owner.gid).catch(() => undefined);
-      }
-    } finally {
-      await handle.close();
-    }
+    signature = await fillStaged(handle, content, mode, options.owner);
     if (options.check) await options.check(temp);
     // Check and rename back to back, synchronously: a save landing between them would be lost.
     if (options.expect !== undefined) {
@@ -100,6 +85,33 @@ export async function writeFileAtomic(
   }
   await fsyncDir(dir);
   return signature;
+}
+
+/**
+ * Writes a staged temp file whole, fsyncs it, gives it `mode` (open()'s
+ * passes through the umask; the file's own mode must not) and, when we
+ * may, the owner the old version had (the app reading it may run as that
+ * user), then closes it. Returns its signature: the inode keeps it through
+ * the rename, so a later change of the file shows as a different one.
+ */
+export async function fillStaged(
+  handle: FileHandle,
+  content: string,
+  mode: number,
+  owner: { readonly uid: number; readonly gid: number } | undefined,
+): Promise<FileSignature> {
+  try {
+    await handle.writeFile(content, 'utf8');
+    await handle.sync();
+    const info = await handle.stat();
+    if ((info.mode & 0o7777) !== mode) await handle.chmod(mode);
+    if (owner && (owner.uid !== info.uid || owner.gid !== info.gid)) {
+      await handle.chown(owner.uid, owner.gid).catch(() => undefined);
+    }
+    return signatureOf(info);
+  } finally {
+    await handle.close();
+  }
 }
 
 /** What identifies one version of a file without reading it: inode, size and change time. */

@@ -4,7 +4,7 @@ import { constants, lstatSync, renameSync, unlinkSync } from 'node:fs';
 import { type FileHandle, lstat, mkdir, open, readlink, realpath, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FileChangedError, UnsafePathError } from '../errors.js';
-import { type FileSignature, signatureOf, TEMP_MARK } from './atomic-write.js';
+import { type FileSignature, fillStaged, signatureOf, TEMP_MARK } from './atomic-write.js';
 
 /**
  * File access inside the conf dir that decides on what a descriptor really
@@ -296,21 +296,7 @@ async function stageAndRename(
   const handle = await open(dir.at(temp), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, options.mode);
   let signature: FileSignature;
   try {
-    try {
-      await handle.writeFile(content, 'utf8');
-      await handle.sync();
-      const info = await handle.stat();
-      signature = signatureOf(info);
-      // open()'s mode passes through the umask; the file's own mode must not.
-      if ((info.mode & 0o7777) !== options.mode) await handle.chmod(options.mode);
-      // The app reading this file may run as its owner: keep it, when we may.
-      const owner = options.owner;
-      if (owner && (owner.uid !== info.uid || owner.gid !== info.gid)) {
-        await handle.chown(owner.uid, owner.gid).catch(() => undefined);
-      }
-    } finally {
-      await handle.close();
-    }
+    signature = await fillStaged(handle, content, options.mode, options.owner);
     if (options.check) await options.check(join(confDir, dir.rel, temp));
     // The check and the rename run back to back, synchronously: awaited, a save landing between them
     // (a busy thread pool made that gap up to 9 ms) would be replaced without a trace. Node has no

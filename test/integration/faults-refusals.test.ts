@@ -13,6 +13,7 @@ import { type EtcdServer, startEtcd } from '../harness/etcd.js';
 import { freePort } from '../harness/ports.js';
 import { waitFor } from '../harness/wait.js';
 import { clientFor } from '../support/client.js';
+import { followOutput } from '../support/daemon-output.js';
 import { etcdValue as valueAt } from '../support/lifecycle.js';
 import { type SyncFixture, syncFixture, useSyncFixtures } from '../support/sync.js';
 
@@ -573,28 +574,12 @@ describe(
   },
 );
 
-/** A spawned daemon's JSON log lines (stdout) and stderr. */
+/** A spawned daemon's JSON log lines (stdout), stderr, and exit code. */
 function follow(child: ChildProcess): {
   lines: Array<Record<string, unknown>>;
   stderr: string[];
   exited: Promise<number | null>;
 } {
-  const lines: Array<Record<string, unknown>> = [];
-  const stderr: string[] = [];
-  let buffer = '';
-  child.stdout?.on('data', (chunk) => {
-    buffer += String(chunk);
-    const parts = buffer.split('\n');
-    buffer = parts.pop() ?? '';
-    for (const line of parts) {
-      try {
-        lines.push(JSON.parse(line));
-      } catch {
-        stderr.push(line);
-      }
-    }
-  });
-  child.stderr?.on('data', (chunk) => stderr.push(String(chunk)));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { lines, stderr, exited };
+  const out = followOutput(child);
+  return { lines: out.lines, stderr: out.stderr, exited: out.code };
 }

@@ -9,6 +9,7 @@ import { parseIni } from '../../src/ini/parse.js';
 import { type EtcdServer, runEtcdctl, startEtcd } from '../harness/etcd.js';
 import { freePort } from '../harness/ports.js';
 import { waitFor } from '../harness/wait.js';
+import { followOutput } from '../support/daemon-output.js';
 import { useEtcd } from '../support/lifecycle.js';
 
 const run = promisify(execFile);
@@ -49,19 +50,7 @@ function syncArgs(d: { confDir: string; stateDir: string; prefix: string }, ...e
 
 function daemon(args: string[]): Daemon {
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: Array<Record<string, unknown>> = [];
-  const raw: string[] = [];
-  let buffer = '';
-  child.stdout?.on('data', (chunk) => {
-    buffer += String(chunk);
-    const parts = buffer.split('\n');
-    buffer = parts.pop() ?? '';
-    for (const line of parts) {
-      raw.push(line);
-      lines.push(JSON.parse(line));
-    }
-  });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const { lines, raw, code: exited } = followOutput(child);
   defer(() => child.kill('SIGKILL'));
   return { child, lines, raw, exited };
 }

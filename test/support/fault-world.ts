@@ -11,6 +11,7 @@ import { parseIni } from '../../src/ini/parse.js';
 import type { EtcdServer } from '../harness/etcd.js';
 import { freePort } from '../harness/ports.js';
 import { waitFor } from '../harness/wait.js';
+import { followOutput } from './daemon-output.js';
 
 /**
  * A conf dir of FILES x KEYS mirrored by a real `link-etcd sync` process
@@ -204,25 +205,7 @@ export class FaultWorld {
     const env = { ...process.env };
     delete env.LINK_ETCD_FAULT_SECONDS;
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
-    const lines: Array<Record<string, unknown>> = [];
-    const stderr: string[] = [];
-    let buffer = '';
-    child.stdout?.on('data', (chunk) => {
-      buffer += String(chunk);
-      const parts = buffer.split('\n');
-      buffer = parts.pop() ?? '';
-      for (const line of parts) {
-        try {
-          lines.push(JSON.parse(line));
-        } catch {
-          lines.push({ msg: line, raw: true });
-        }
-      }
-    });
-    child.stderr?.on('data', (chunk) => stderr.push(String(chunk)));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-      child.on('exit', (code, signal) => resolve({ code, signal })),
-    );
+    const { lines, stderr, exited } = followOutput(child);
     this.defer(() => {
       // SIGKILL also ends a stopped process.
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
