@@ -287,12 +287,7 @@ describe('refusals from etcd: one file fails alone, named once, and lands once t
       const out = await root('get', '--print-value-only', `${f.prefix}${key}`);
       return out === '' ? undefined : out.replace(/\n$/, '');
     };
-    await secure.etcdctl('user', 'add', 'root:rootpw');
-    await secure.etcdctl('role', 'add', 'rw');
-    await secure.etcdctl('role', 'grant-permission', '--prefix=true', 'rw', 'readwrite', f.prefix);
-    await secure.etcdctl('user', 'add', 'app:apppw');
-    await secure.etcdctl('user', 'grant-role', 'app', 'rw');
-    await secure.etcdctl('auth', 'enable');
+    await enableAuth(secure, f.prefix);
 
     const app = clientFor(secure, { username: 'app', password: 'apppw' });
     defer(() => app.close());
@@ -354,12 +349,7 @@ describe('refusals from etcd: one file fails alone, named once, and lands once t
     const f = await syncFixture(secure);
     defer(() => f.cleanup());
     const root = (...args: string[]) => secure.etcdctl('--user=root:rootpw', ...args);
-    await secure.etcdctl('user', 'add', 'root:rootpw');
-    await secure.etcdctl('role', 'add', 'rw');
-    await secure.etcdctl('role', 'grant-permission', '--prefix=true', 'rw', 'readwrite', f.prefix);
-    await secure.etcdctl('user', 'add', 'app:apppw');
-    await secure.etcdctl('user', 'grant-role', 'app', 'rw');
-    await secure.etcdctl('auth', 'enable');
+    await enableAuth(secure, f.prefix);
     const app = clientFor(secure, { username: 'app', password: 'apppw' });
     defer(() => app.close());
     const a = join(f.confDir, 'a.conf');
@@ -573,6 +563,16 @@ describe(
     );
   },
 );
+
+/** Auth on: `root:rootpw`, and `app:apppw` whose role `rw` may read and write `prefix`. */
+async function enableAuth(etcd: EtcdServer, prefix: string): Promise<void> {
+  await etcd.etcdctl('user', 'add', 'root:rootpw');
+  await etcd.etcdctl('role', 'add', 'rw');
+  await etcd.etcdctl('role', 'grant-permission', '--prefix=true', 'rw', 'readwrite', prefix);
+  await etcd.etcdctl('user', 'add', 'app:apppw');
+  await etcd.etcdctl('user', 'grant-role', 'app', 'rw');
+  await etcd.etcdctl('auth', 'enable');
+}
 
 /** A spawned daemon's JSON log lines (stdout), stderr, and exit code. */
 function follow(child: ChildProcess): {
