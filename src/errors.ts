@@ -18,6 +18,7 @@ export type LinkEtcdErrorCode =
   | 'ETCD_NO_SPACE'
   | 'FUTURE_REVISION'
   | 'CLOSED'
+  | 'NOT_READY'
   | 'BAD_VALUE'
   | 'MISSING_PARAMETER'
   | 'FILE_WRITE'
@@ -282,5 +283,56 @@ export class ExitError extends LinkEtcdError {
   constructor(exitCode: number) {
     super('EXIT', `exited with ${exitCode}`);
     this.exitCode = exitCode;
+  }
+}
+
+/** A configuration was not complete within its deadline: names what it still waited for. */
+export class NotReadyError extends LinkEtcdError {
+  readonly waitingFor: readonly string[];
+
+  constructor(paths: string, ms: number, waitingFor: readonly string[]) {
+    super(
+      'NOT_READY',
+      `${paths}: no complete configuration within ${ms / 1000} s; still waiting for ${waitingFor.join('; ')}`,
+    );
+    this.waitingFor = waitingFor;
+  }
+}
+
+/** A configuration handle was closed: its `ready()` can no longer resolve. */
+export class HandleClosedError extends ClosedError {
+  constructor(what: string) {
+    super();
+    this.message = `The configuration handle of ${what} is closed: create a new one (configurable(), or configurationOf() after a new instance)`;
+  }
+}
+
+/** etcd did not answer: the message also says where the settings came from and etcd's own default port. */
+export class EtcdUnreachableError extends EtcdUnavailableError {
+  /** The middleware.conf read, or `defaults (no <path>)`. */
+  readonly settingsSource: string;
+
+  constructor(
+    endpoints: readonly string[],
+    detail: string,
+    settingsSource: string,
+    options?: { cause?: unknown },
+  ) {
+    super(endpoints, detail, options);
+    this.settingsSource = settingsSource;
+    const missing = /^defaults \(no (.*)\)$/.exec(settingsSource);
+    const where =
+      missing === null
+        ? `settings from ${settingsSource}`
+        : `no middleware.conf at ${missing[1]}: using the defaults, port 4001`;
+    this.message = `etcd at ${endpoints.join(', ')} is unreachable (${detail}); ${where}. Check that etcd runs there, or set host/port in ${missing === null ? settingsSource : missing[1]} ([ETCD] port = 2379 is etcd's own default client port; link-etcd keeps link.etcd's default, 4001)`;
+  }
+}
+
+/** An etcd with authentication on was asked without credentials ("user name is empty"). */
+export class EtcdAuthRequiredError extends EtcdAuthError {
+  constructor(detail: string, options?: { cause?: unknown }) {
+    super(detail, options);
+    this.message = `etcd refused the request: ${detail}: this etcd has authentication on; set username and password in middleware.conf ([ETCD]) or the EtcdMiddleware options`;
   }
 }

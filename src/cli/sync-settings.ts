@@ -1,8 +1,10 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import picomatch from 'picomatch';
 import { SettingsError } from '../errors.js';
 import { parseBoolean } from '../ini/boolean.js';
 import { parseIni } from '../ini/parse.js';
+import { stripInlineComment, unknownKeyWarning } from '../middleware/settings.js';
 import { SYNC_DEFAULTS } from '../sync/defaults.js';
 import { CONFLICT_POLICY_NAMES as CONFLICT_POLICIES, type ConflictPolicy } from '../sync/merge.js';
 
@@ -102,13 +104,41 @@ const oneOf = <T extends string>(key: string, raw: Raw, choices: readonly T[]): 
   return text as T;
 };
 
-function hooksOf(sections: ReadonlyMap<string, ReadonlyMap<string, string>>, source: string): HookSpec[] {
+const HOOK_KEYS = ['glob', 'check_cmd', 'reload_cmd', 'wait_min', 'wait_max', 'timeout'] as const;
+
+/**
+ * Keys whose value is a shell command, taken exactly as written: in a command,
+ * ` ;` separates commands and ` #` starts the shell's own comment.
+ */
+const COMMAND_KEYS: ReadonlySet<string> = new Set(['exec', 'check_cmd', 'reload_cmd']);
+
+/**
+ * A value of sync.conf as meant: link-etcd's own settings file (never
+ * mirrored) takes an inline comment after whitespace (`wait_min = 0.5   ; seconds`),
+ * but for commands, which the shell reads as written.
+ */
+function settingValue(key: string, written: string): string {
+  return COMMAND_KEYS.has(key) ? written : stripInlineComment(written).value;
+}
+
+function hooksOf(
+  sections: ReadonlyMap<string, ReadonlyMap<string, string>>,
+  source: string,
+  warn: (message: string) => void,
+): HookSpec[] {
   const hooks: HookSpec[] = [];
   for (const [section, entries] of sections) {
     const m = /^HOOK\s+(\S+)$/.exec(section);
     if (!m) continue;
     const name = m[1] as string;
-    const get = (k: string) => entries.get(k);
+    for (const key of entries.keys()) {
+      if (!(HOOK_KEYS as readonly string[]).includes(key))
+        warn(unknownKeyWarning(key, section, source, HOOK_KEYS));
+    }
+    const get = (k: string) => {
+      const v = entries.get(k);
+      return v === undefined ? undefined : settingValue(k, v);
+    };
     const num = (k: string, fallback: number) => {
       const v = get(k);
       return v === undefined ? fallback : positive(`[${section}] ${k}`, { value: v, source });
@@ -154,6 +184,7 @@ export async function loadSyncSettings(
   confDir: string,
   flags: Partial<Record<SyncKey, string | boolean>>,
   env: NodeJS.ProcessEnv = process.env,
+  warn: (message: string) => void = (message) => process.stderr.write(`link-etcd: warning: ${message}\n`),
 ): Promise<SyncSettings> {
   const file = join(confDir, 'link', 'etcd', 'sync.conf');
   let sections: ReadonlyMap<string, ReadonlyMap<string, string>> = new Map();
@@ -163,6 +194,10 @@ export async function loadSyncSettings(
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
   const fromFile = sections.get('SYNC') ?? new Map<string, string>();
+  for (const key of fromFile.keys()) {
+    if (!(SYNC_KEYS as readonly string[]).includes(key))
+      warn(unknownKeyWarning(key, 'SYNC', file, SYNC_KEYS));
+  }
   const pick = (key: SyncKey): Raw | undefined => {
     const flag = flags[key];
     if (flag !== undefined) return { value: flag, source: `--${key.replace(/_/g, '-')}` };
@@ -170,7 +205,7 @@ export async function loadSyncSettings(
     const fromEnv = env[name];
     if (fromEnv !== undefined && fromEnv !== '') return { value: fromEnv, source: `$${name}` };
     const v = fromFile.get(key);
-    return v === undefined ? undefined : { value: v, source: file };
+    return v === undefined ? undefined : { value: settingValue(key, v), source: file };
   };
   const text = (key: SyncKey): string | undefined => {
     const raw = pick(key);
@@ -190,6 +225,8 @@ export async function loadSyncSettings(
     maxFile: raw('max_file_size'),
     insecure: raw('allow_insecure_conf_dir'),
   };
+  const hooks = hooksOf(sections, file, warn);
+  await warnUnmatchedGlobs(confDir, hooks, file, warn);
   return {
     prefix: text('prefix') ?? SYNC_DEFAULTS.prefix,
     conflict: r.conflict ? oneOf('conflict', r.conflict, CONFLICT_POLICIES) : SYNC_DEFAULTS.conflict,
@@ -203,7 +240,7 @@ export async function loadSyncSettings(
     localEtcd: r.local ? bool('local_etcd', r.local) : false,
     exec: text('exec'),
     reloadSignal: r.signal ? (oneOf('reload_signal', r.signal, SIGNALS) as NodeJS.Signals) : 'SIGHUP',
-    hooks: hooksOf(sections, file),
+    hooks,
     allowAnyNames: r.anyNames ? bool('allow_any_names', r.anyNames) : SYNC_DEFAULTS.allowAnyNames,
     maxFileSize: r.maxFile ? Math.floor(positive('max_file_size', r.maxFile)) : SYNC_DEFAULTS.maxFileBytes,
     allowInsecureConfDir: r.insecure
@@ -213,3 +250,37 @@ export async function loadSyncSettings(
 }
 
 const SIGNALS = ['SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGWINCH'] as const;
+
+/** Files looked at, at most, to tell whether a hook's glob matches anything. */
+const GLOB_SCAN_LIMIT = 100_000;
+
+/**
+ * A hook whose glob matches no conf file now is most likely a typo (or a
+ * comment read as part of the value): a warning names it. Not an error: the
+ * files may come later, from etcd.
+ */
+async function warnUnmatchedGlobs(
+  confDir: string,
+  hooks: readonly HookSpec[],
+  source: string,
+  warn: (message: string) => void,
+): Promise<void> {
+  if (hooks.length === 0) return;
+  let files: string[];
+  try {
+    files = (await readdir(confDir, { recursive: true }))
+      .slice(0, GLOB_SCAN_LIMIT)
+      .map((f) => f.split('\\').join('/'))
+      .filter((f) => f.endsWith('.conf') && !f.startsWith('link/etcd/'));
+  } catch {
+    return;
+  }
+  for (const hook of hooks) {
+    const matches = picomatch(hook.glob, { dot: false });
+    if (!files.some((f) => matches(f))) {
+      warn(
+        `hook \`${hook.name}\` in ${source}: glob \`${hook.glob}\` matches no conf file under ${confDir} yet; its commands run only for files it matches`,
+      );
+    }
+  }
+}

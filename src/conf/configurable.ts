@@ -3,6 +3,7 @@ import {
   catchError,
   combineLatest,
   EMPTY,
+  EmptyError,
   filter,
   firstValueFrom,
   map,
@@ -11,12 +12,19 @@ import {
   retry,
   Subject,
   type Subscription,
-  share,
   tap,
   timer,
 } from 'rxjs';
-import { LinkEtcdError as LinkError, type LinkEtcdError } from '../errors.js';
+import {
+  type ConfValueError,
+  HandleClosedError,
+  LinkEtcdError as LinkError,
+  type LinkEtcdError,
+  NotReadyError,
+} from '../errors.js';
 import { defaultLogger, type Logger } from '../log.js';
+import { EtcdMiddleware } from '../middleware/middleware.js';
+import { DEFAULTS, describeSource, type EtcdSettings } from '../middleware/settings.js';
 import type { ConfDriver } from './driver.js';
 import { type ConfDeclaration, type ConfValues, categoriesOf, type RawConf } from './model.js';
 import { layerRaw } from './resolve.js';
@@ -30,6 +38,12 @@ export interface ConfigurableOptions<D extends ConfDeclaration> {
   /** Where to read; later drivers override earlier ones, per parameter. */
   drivers: readonly ConfDriver[];
   logger?: Logger;
+  /**
+   * Seconds `ready()` waits for a complete first configuration before it rejects
+   * with `NOT_READY`. Default: the longest `read_timeout` of the etcd drivers'
+   * middleware (middleware.conf, 60 s by default).
+   */
+  readyTimeout?: number;
 }
 
 /** A live configuration: its current value, its changes and its errors. */
@@ -40,7 +54,11 @@ export interface ConfigurableHandle<D extends ConfDeclaration> {
   readonly changes$: Observable<ConfValues<D>>;
   /** Values or files that did not parse, missing required parameters, unreachable sources. */
   readonly errors$: Observable<LinkEtcdError>;
-  /** Resolves with the first configuration. */
+  /**
+   * Resolves with the first complete configuration. Rejects with a `NotReadyError`
+   * (`NOT_READY`, naming the layers and parameters still missing) after
+   * `readyTimeout` seconds, and with `CLOSED` once the handle is closed.
+   */
   ready(): Promise<ConfValues<D>>;
   /** Stops watching; the drivers stay open (they may be shared). */
   close(): void;
@@ -64,8 +82,12 @@ export function configurable<D extends ConfDeclaration>(
 
   // Each layer keeps retrying on its own. All layers are needed for a first configuration (a partial
   // one could be wrong), so a layer that stays silent is reported rather than skipped.
+  const answered = new Set<string>();
+  const layerNames: { name: string; driver: ConfDriver }[] = [];
   const layers: Observable<RawConf>[] = paths.flatMap((path) =>
     options.drivers.map((driver) => {
+      const name = `${path} from ${describeDriver(driver)}`;
+      layerNames.push({ name, driver });
       let waiting: NodeJS.Timeout | undefined;
       return driver.watch(path).pipe(
         tap({
@@ -82,7 +104,10 @@ export function configurable<D extends ConfDeclaration>(
             );
             waiting.unref();
           },
-          next: () => clearTimeout(waiting),
+          next: () => {
+            answered.add(name);
+            clearTimeout(waiting);
+          },
           finalize: () => clearTimeout(waiting),
         }),
         catchError((error: unknown) => {
@@ -93,30 +118,94 @@ export function configurable<D extends ConfDeclaration>(
       );
     }),
   );
+  // The required parameters the last merged configuration lacked: what ready() names when it gives up.
+  let missing: string[] = [];
+  const reportTyped = (error: ConfValueError): void => {
+    missing = error.issues
+      .filter((i) => i.raw === undefined)
+      .map((i) => `required [${i.category}] ${i.parameter}`);
+    report(error);
+  };
   const current = new BehaviorSubject<ConfValues<D> | undefined>(undefined);
   const typed$ =
     layers.length === 0
       ? EMPTY
-      : typedConf(combineLatest(layers).pipe(map(layerRaw)), options.conf, label, report);
+      : typedConf(combineLatest(layers).pipe(map(layerRaw)), options.conf, label, reportTyped);
   const subscription: Subscription = typed$.subscribe(current);
   const driverErrors = merge(...options.drivers.map((d) => d.errors$));
+  // A BehaviorSubject replays its value to each subscriber: early or late, every one gets the current configuration.
+  const known$ = current.pipe(filter((v): v is ConfValues<D> => v !== undefined));
+  let closed = false;
+
+  const where = new Map<ConfDriver, string>();
+  const etcdSettings = async (): Promise<EtcdSettings[]> => {
+    const out: EtcdSettings[] = [];
+    for (const driver of options.drivers) {
+      const mw = driver.resource();
+      if (!(mw instanceof EtcdMiddleware)) continue;
+      const settings = await mw.settings().catch(() => undefined);
+      if (settings === undefined) continue;
+      out.push(settings);
+      where.set(driver, `etcd at ${settings.hosts.join(', ')}; ${describeSource(settings.source)}`);
+    }
+    return out;
+  };
+
+  const readyTimeoutMs = async (): Promise<number> => {
+    if (options.readyTimeout !== undefined) {
+      await etcdSettings();
+      return Math.min(options.readyTimeout * 1000, 2 ** 31 - 1);
+    }
+    let ms = 0;
+    for (const settings of await etcdSettings()) ms = Math.max(ms, settings.readTimeoutMs);
+    return ms === 0 ? DEFAULTS.read_timeout * 1000 : ms;
+  };
+
+  const ready = async (): Promise<ConfValues<D>> => {
+    if (closed) throw new HandleClosedError(label);
+    if (current.value !== undefined) return current.value;
+    const ms = await readyTimeoutMs();
+    let timer: NodeJS.Timeout | undefined;
+    const first = firstValueFrom(known$).catch((error: unknown) => {
+      throw error instanceof EmptyError ? new HandleClosedError(label) : error;
+    });
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const silent = layerNames
+          .filter((l) => !answered.has(l.name))
+          .map((l) => (where.has(l.driver) ? `${l.name} (${where.get(l.driver)})` : l.name));
+        const waitingFor = [...silent, ...(silent.length === 0 ? missing : [])];
+        reject(new NotReadyError(label, ms, waitingFor.length > 0 ? waitingFor : ['a first configuration']));
+      }, ms);
+    });
+    try {
+      return await Promise.race([first, deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
 
   return {
     get current() {
       return current.value;
     },
-    changes$: current.pipe(
-      filter((v): v is ConfValues<D> => v !== undefined),
-      share({ resetOnRefCountZero: true }),
-    ),
+    changes$: known$,
     errors$: merge(errors, driverErrors),
-    ready: () => firstValueFrom(current.pipe(filter((v): v is ConfValues<D> => v !== undefined))),
+    ready,
     close: () => {
+      closed = true;
       subscription.unsubscribe();
       current.complete();
       errors.complete();
     },
   };
+}
+
+/** A layer's source for messages: the driver, and for etcd the endpoints and the settings file. */
+function describeDriver(driver: ConfDriver): string {
+  const resource = driver.resource();
+  if (typeof resource === 'string') return `${driver.constructor.name} (${resource})`;
+  return driver.constructor.name;
 }
 
 /** Every parameter name of a declaration with its default, flattened across categories (later ones win). */
@@ -141,6 +230,7 @@ function flatten(conf: ConfDeclaration, values: ConfValues<ConfDeclaration>): Ma
 }
 
 const handles = new WeakMap<object, ConfigurableHandle<ConfDeclaration>>();
+const declarations = new WeakMap<object, ConfDeclaration>();
 
 /**
  * The class decorator of the seed example (TC39 standard decorators): every
@@ -183,10 +273,12 @@ export function Configurable<D extends ConfDeclaration>(options: ConfigurableOpt
         instances.add(ref);
         registry.register(instance, ref);
         handles.set(instance, h as unknown as ConfigurableHandle<ConfDeclaration>);
+        declarations.set(instance, options.conf);
         return instance;
       },
     });
     context.addInitializer(() => {
+      declarations.set(proxy, options.conf);
       handles.set(proxy, {
         get current() {
           return start().current;
@@ -208,12 +300,29 @@ export function Configurable<D extends ConfDeclaration>(options: ConfigurableOpt
   };
 }
 
-/** The live configuration behind a `@Configurable` class or one of its instances. */
+/**
+ * The live configuration behind a `@Configurable` class or one of its instances.
+ * Pass the declaration the class was decorated with to get its inferred type:
+ * `configurationOf(MyConfigurable, conf).current?.MYCONF.myparam` is a number.
+ */
+export function configurationOf<D extends ConfDeclaration>(
+  classOrInstance: object,
+  conf: D,
+): ConfigurableHandle<D>;
 export function configurationOf<D extends ConfDeclaration = ConfDeclaration>(
   classOrInstance: object,
-): ConfigurableHandle<D> {
+): ConfigurableHandle<D>;
+export function configurationOf(
+  classOrInstance: object,
+  conf?: ConfDeclaration,
+): ConfigurableHandle<ConfDeclaration> {
   const h = handles.get(classOrInstance);
   if (h === undefined)
     throw new TypeError('configurationOf() takes a @Configurable class or one of its instances');
-  return h as unknown as ConfigurableHandle<D>;
+  if (conf !== undefined && declarations.get(classOrInstance) !== conf) {
+    throw new TypeError(
+      'configurationOf(target, conf): conf is not the declaration the class was decorated with (pass the same object)',
+    );
+  }
+  return h;
 }

@@ -24,12 +24,14 @@ import {
 import { ConnectionPool } from 'etcd3/lib/connection-pool.js';
 import {
   EtcdAuthError,
+  EtcdAuthRequiredError,
   EtcdCompactedError,
   EtcdNoSpaceError,
   EtcdRequestError,
   EtcdTokenExpiredError,
   EtcdTooLargeError,
   EtcdUnavailableError,
+  EtcdUnreachableError,
   FutureRevisionError,
   LinkEtcdError,
 } from '../errors.js';
@@ -116,6 +118,8 @@ const ETCD_MESSAGES: ReadonlyArray<readonly [RegExp, FromMessage]> = [
   // An etcd restart expires every token: get a new one, not an error (checked before the auth row).
   [/invalid auth token|auth token.*(expired|invalid)/i, (d, o) => new EtcdTokenExpiredError(d, o)],
   [/future revision/, (d, o) => new FutureRevisionError(d, o)],
+  // An etcd with auth on, asked without credentials: say what is missing, not just "refused".
+  [/user name is empty/i, (d, o) => new EtcdAuthRequiredError(d, o)],
   [/request is too large|message larger than max/i, (d, o) => new EtcdTooLargeError(d, o)],
   [/database space exceeded|NOSPACE/, (d, o) => new EtcdNoSpaceError(d, o)],
   [/compacted/, (d, o) => new EtcdCompactedError(d, o)],
@@ -151,8 +155,30 @@ export function classifyReason(message: string): LinkEtcdError {
   return new EtcdRequestError(`etcd failed the request: ${message}`);
 }
 
-/** Converts the etcd3/gRPC error zoo into our few classes at the boundary. */
-export function toLinkError(error: unknown, endpoints: readonly string[]): LinkEtcdError {
+/**
+ * gRPC's connection failure, readable: `14 UNAVAILABLE: No connection established. Last error:
+ * connect ECONNREFUSED 127.0.0.1:4001 (2026-...). Resolution note: ` -> `connect ECONNREFUSED 127.0.0.1:4001`.
+ */
+export function cleanGrpcDetail(message: string): string {
+  const first = detailOf(message.split('\n')[0] ?? message);
+  const cleaned = first
+    .replace(/\s*\(?\.?\s*Resolution note:.*$/s, '')
+    .replace(/\s*\(\d{4}-\d\d-\d\dT[^)]*\)/g, '')
+    .replace(/^No connection established\. Last error: /, '')
+    .replace(/[\s.]+$/, '');
+  return cleaned === '' ? first : cleaned;
+}
+
+/**
+ * Converts the etcd3/gRPC error zoo into our few classes at the boundary.
+ * With `settingsSource` (the middleware.conf read), an unreachable etcd is an
+ * {@link EtcdUnreachableError} that names it.
+ */
+export function toLinkError(
+  error: unknown,
+  endpoints: readonly string[],
+  settingsSource?: string,
+): LinkEtcdError {
   if (error instanceof LinkEtcdError) return error;
   const err = error instanceof Error ? error : new Error(String(error));
   if (
@@ -161,7 +187,10 @@ export function toLinkError(error: unknown, endpoints: readonly string[]): LinkE
     err.name === 'BrokenCircuitError' ||
     err.name === 'TaskCancelledError'
   ) {
-    return new EtcdUnavailableError(endpoints, err.message.split('\n')[0] ?? err.name, { cause: err });
+    const detail = cleanGrpcDetail(err.message) || err.name;
+    return settingsSource === undefined
+      ? new EtcdUnavailableError(endpoints, detail, { cause: err })
+      : new EtcdUnreachableError(endpoints, detail, settingsSource, { cause: err });
   }
   if (err instanceof EtcdInvalidAuthTokenError) {
     return new EtcdTokenExpiredError(detailOf(err.message), { cause: err });
@@ -186,13 +215,22 @@ export function toLinkError(error: unknown, endpoints: readonly string[]): LinkE
  * Bounds a whole operation, retries included, by `ms`: gRPC deadlines bound
  * each attempt, but with `allow_reconnect` one call may make several.
  */
-export function withDeadline<T>(work: Promise<T>, ms: number, endpoints: readonly string[]): Promise<T> {
+export function withDeadline<T>(
+  work: Promise<T>,
+  ms: number,
+  endpoints: readonly string[],
+  settingsSource?: string,
+): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new EtcdUnavailableError(endpoints, `no answer within read_timeout ${ms / 1000} s`)),
-      ms,
-    );
+    timer = setTimeout(() => {
+      const detail = `no answer within read_timeout ${ms / 1000} s`;
+      reject(
+        settingsSource === undefined
+          ? new EtcdUnavailableError(endpoints, detail)
+          : new EtcdUnreachableError(endpoints, detail, settingsSource),
+      );
+    }, ms);
     timer.unref();
   });
   return Promise.race([work, deadline]).finally(() => clearTimeout(timer));

@@ -1,4 +1,5 @@
 import { ClusterMismatchError } from '../errors.js';
+import type { Logger } from '../log.js';
 import { type Connection, openConnection, toLinkError, withDeadline } from './connection.js';
 import { Gate } from './gate.js';
 import {
@@ -17,6 +18,8 @@ export type LiveOptions = ConnectionOptions &
     readonly confDir?: string;
     readonly endpoints?: string | readonly string[];
     readonly srvResolver?: SrvResolver;
+    /** Where settings warnings (an unknown key in middleware.conf) go. */
+    readonly logger?: Logger;
   };
 
 export interface Live {
@@ -39,6 +42,7 @@ export async function openLive(given: LiveOptions): Promise<Live> {
           protocol: urls.some((u) => u.trim().startsWith('https://')) ? 'https' : 'http',
         };
   let settings = await loadSettings({ confDir: options.confDir, options: { ...options, ...fromUrls } });
+  for (const warning of settings.warnings ?? []) given.logger?.warn({ source: settings.source }, warning);
   let hosts = settings.hosts;
   if (settings.srvDomain !== undefined && urls === undefined) {
     const found = await discoverBySrv(settings.srvDomain, settings.source, given.srvResolver);
@@ -71,8 +75,8 @@ export function verifyLive(live: Live): Promise<void> {
 export function bounded<T>(live: Live, work: () => Promise<T>): Promise<T> {
   const { conn, settings } = live;
   return live.gate
-    .run(() => withDeadline(work(), settings.readTimeoutMs, conn.endpoints))
+    .run(() => withDeadline(work(), settings.readTimeoutMs, conn.endpoints, settings.source))
     .catch((error: unknown) => {
-      throw toLinkError(error, conn.endpoints);
+      throw toLinkError(error, conn.endpoints, settings.source);
     });
 }

@@ -291,7 +291,7 @@ export class EtcdMiddleware {
   private open(): Promise<Live> {
     if (this.closed) return Promise.reject(new ClosedError());
     if (this.live === undefined) {
-      const live = openLive(this.options);
+      const live = openLive({ ...this.options, logger: this.logger });
       this.live = live;
       // A failed open (bad settings) is not cached: fixing the file and calling again works.
       live.catch(() => {

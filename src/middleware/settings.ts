@@ -79,6 +79,8 @@ export interface EtcdSettings {
   readonly pageSize: number;
   /** The file the settings were read from, for messages. */
   readonly source: string;
+  /** What was read but not used (an unknown key, an inline comment): logged as warnings on open. */
+  readonly warnings?: readonly string[];
 }
 
 export const DEFAULTS = {
@@ -282,13 +284,82 @@ export interface SettingsSources {
   readonly options?: Readonly<ConnectionOptions & SnakeCaseConnectionOptions>;
 }
 
+/** Where settings came from, for a message: the file read, or that there was none. */
+export function describeSource(source: string): string {
+  const missing = /^defaults \(no (.*)\)$/.exec(source);
+  return missing === null
+    ? `settings from ${source}`
+    : `no middleware.conf at ${missing[1]}: using the defaults, port ${DEFAULTS.port}`;
+}
+
+/** Levenshtein distance, for "did you mean" hints. */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(
+        (prev[j] as number) + 1,
+        (row[j - 1] as number) + 1,
+        (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    prev = row;
+  }
+  return prev[b.length] as number;
+}
+
+/** The known key closest to `key`, when it is close enough to be a misspelling. */
+export function nearestKey(key: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Number.POSITIVE_INFINITY;
+  for (const k of known) {
+    const d = distance(key.toLowerCase(), k);
+    if (d < bestDistance) {
+      best = k;
+      bestDistance = d;
+    }
+  }
+  return best !== undefined && bestDistance <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
+}
+
+/** The warning for a key no setting has: named, with the nearest known key. */
+export function unknownKeyWarning(
+  key: string,
+  section: string,
+  file: string,
+  known: readonly string[],
+): string {
+  const near = nearestKey(key, known);
+  return `\`${key}\` in [${section}] of ${file} is not a setting and is ignored${near === undefined ? ` (known: ${known.join(', ')})` : `: did you mean \`${near}\`?`}`;
+}
+
+/**
+ * link-etcd's own settings files (middleware.conf, sync.conf; never mirrored)
+ * take an inline comment after whitespace, `key = value   ; note` or `# note`,
+ * where mirrored conf files, read as configparser does, keep it as value text.
+ * Returns the value without it, and whether there was one.
+ */
+export function stripInlineComment(value: string): { value: string; comment: boolean } {
+  const m = /(^|\s)[;#]/.exec(value);
+  if (m === null) return { value, comment: false };
+  return { value: value.slice(0, m.index).trimEnd(), comment: true };
+}
+
+/** Keys whose value is taken exactly as written: a password may hold ` ;` or ` #`. */
+const VERBATIM_KEYS: ReadonlySet<string> = new Set(['password']);
+
 /**
  * Reads `<confDir>/link/etcd/middleware.conf` (missing file: defaults) and
- * applies the options over it.
+ * applies the options over it. In the file, a value may end with an inline
+ * comment after whitespace (`port = 2379   ; etcd's default`), except
+ * `password`, taken as written; an unknown key in `[ETCD]` is a warning
+ * naming it and the nearest known key.
  */
 export async function loadSettings(sources: SettingsSources = {}): Promise<EtcdSettings> {
   const file = middlewareConfPath(sources.confDir ?? defaultConfDir());
   const raw = new Map<Key, Sourced>();
+  const warnings: string[] = [];
   let text: string | undefined;
   try {
     text = await readFile(file, 'utf8');
@@ -301,9 +372,14 @@ export async function loadSettings(sources: SettingsSources = {}): Promise<EtcdS
     // The reader's errors never quote a line or a value: in this file it may be the password.
     const doc = parseIni(text, file);
     const etcd = doc.sections.get('ETCD');
-    for (const [key, value] of etcd ?? []) {
+    for (const [key, written] of etcd ?? []) {
       const name = key.toLowerCase();
-      if ((KEYS as readonly string[]).includes(name)) raw.set(name as Key, { value, source: file });
+      if (!(KEYS as readonly string[]).includes(name)) {
+        warnings.push(unknownKeyWarning(key, 'ETCD', file, KEYS));
+        continue;
+      }
+      const value = VERBATIM_KEYS.has(name) ? written : stripInlineComment(written).value;
+      raw.set(name as Key, { value, source: file });
     }
   }
   const options = sources.options ?? {};
@@ -312,5 +388,6 @@ export async function loadSettings(sources: SettingsSources = {}): Promise<EtcdS
     const value = (options as Record<string, RawValue>)[camel] ?? (options as Record<string, RawValue>)[key];
     if (value !== undefined) raw.set(key, { value, source: 'the EtcdMiddleware options' });
   }
-  return resolveSettings(raw, text === undefined ? `defaults (no ${file})` : file);
+  const settings = resolveSettings(raw, text === undefined ? `defaults (no ${file})` : file);
+  return warnings.length === 0 ? settings : withSettings(settings, { warnings });
 }

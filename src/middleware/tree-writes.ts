@@ -7,6 +7,21 @@ import { prefixEnd, subtreeRanges } from './range.js';
 import { childPrefix } from './tree.js';
 import { readSubtree } from './tree-reads.js';
 
+/**
+ * Bytes of keys and values in one transaction of a split write: under etcd's
+ * default --max-request-bytes (1.5 MiB), with room for the request's framing.
+ */
+export const TXN_BYTES = 1024 * 1024;
+
+/** Roughly what an operation weighs in a request: its key, its value, a little framing. */
+function opBytes(op: IRequestOp): number {
+  const put = op.request_put;
+  if (put) return (put.key?.length ?? 0) + (put.value?.length ?? 0) + 16;
+  return (op.request_delete_range?.key?.length ?? 0) + 16;
+}
+
+const totalBytes = (ops: readonly IRequestOp[]): number => ops.reduce((n, op) => n + opBytes(op), 0);
+
 /** How many times `set` re-reads and retries when another writer changes the subtree under it. */
 const SET_ATTEMPTS = 5;
 
@@ -34,7 +49,7 @@ export async function replaceSubtree(
       })),
     ];
     if (ops.length === 0) return;
-    if (ops.length > settings.maxTxnOps) {
+    if (ops.length > settings.maxTxnOps || totalBytes(ops) > TXN_BYTES) {
       await writeInChunks(
         conn,
         logger,
@@ -70,7 +85,8 @@ export async function mergeIntoSubtree(
   const puts: IRequestOp[] = [...entries].map(([key, v]) => ({
     request_put: { key: Buffer.from(key), value: Buffer.from(v) },
   }));
-  if (puts.length > settings.maxTxnOps) await writeInChunks(conn, logger, settings.maxTxnOps, puts, []);
+  if (puts.length > settings.maxTxnOps || totalBytes(puts) > TXN_BYTES)
+    await writeInChunks(conn, logger, settings.maxTxnOps, puts, []);
   else await conn.kv.txn({ success: puts });
 }
 
@@ -125,10 +141,27 @@ async function writeInChunks(
   deletes: IRequestOp[],
 ): Promise<void> {
   logger.warn(
-    { operations: puts.length + deletes.length, maxTxnOps: size },
-    'tree larger than max_txn_ops: writing it in several transactions (not atomic)',
+    {
+      operations: puts.length + deletes.length,
+      bytes: totalBytes(puts),
+      maxTxnOps: size,
+      txnBytes: TXN_BYTES,
+    },
+    'tree larger than one transaction (max_txn_ops, or 1 MiB of keys and values): writing it in several transactions (not atomic)',
   );
   for (const ops of [puts, deletes]) {
-    for (let i = 0; i < ops.length; i += size) await conn.kv.txn({ success: ops.slice(i, i + size) });
+    let chunk: IRequestOp[] = [];
+    let bytes = 0;
+    for (const op of ops) {
+      const weight = opBytes(op);
+      if (chunk.length > 0 && (chunk.length >= size || bytes + weight > TXN_BYTES)) {
+        await conn.kv.txn({ success: chunk });
+        chunk = [];
+        bytes = 0;
+      }
+      chunk.push(op);
+      bytes += weight;
+    }
+    if (chunk.length > 0) await conn.kv.txn({ success: chunk });
   }
 }

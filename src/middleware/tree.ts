@@ -1,3 +1,5 @@
+import { LinkEtcdError } from '../errors.js';
+
 /**
  * The dict protocol's codec, pure: a nested value <-> flat etcd keys.
  * A dict becomes one key per leaf, a list becomes children `1..n`, a scalar
@@ -28,7 +30,18 @@ export function childPrefix(path: string): string {
   return path === '/' ? '/' : `${path}/`;
 }
 
-/** Flattens `value` at `path` into key -> text, in depth-first order. */
+const NO_DIRECTORIES =
+  'etcd v3 has no directories, so it would read back as nothing (and set() would delete what is there): leave it out, write a value, or delete(path) to remove a subtree';
+
+function badValue(key: string, what: string, hint: string): never {
+  throw new LinkEtcdError('BAD_VALUE', `Cannot write ${what} at \`${key}\`: ${hint}`);
+}
+
+/**
+ * Flattens `value` at `path` into key -> text, in depth-first order. An empty
+ * dict or list anywhere, `null`, `undefined` or any other non-tree value is
+ * refused with a `BAD_VALUE` LinkEtcdError naming the key: none could be read back as written.
+ */
 export function flattenTree(path: string, value: TreeInput): Map<string, string> {
   const out = new Map<string, string>();
   const walk = (key: string, node: TreeInput): void => {
@@ -36,14 +49,19 @@ export function flattenTree(path: string, value: TreeInput): Map<string, string>
     else if (typeof node === 'number' || typeof node === 'bigint' || typeof node === 'boolean')
       out.set(key, String(node));
     else if (Array.isArray(node)) {
+      if (node.length === 0) badValue(key, 'an empty list', NO_DIRECTORIES);
       node.forEach((child, i) => {
         walk(`${childPrefix(key)}${i + 1}`, child);
       });
     } else if (node !== null && typeof node === 'object') {
-      for (const [name, child] of Object.entries(node)) walk(`${childPrefix(key)}${name}`, child);
+      const children = Object.entries(node);
+      if (children.length === 0) badValue(key, 'an empty dict', NO_DIRECTORIES);
+      for (const [name, child] of children) walk(`${childPrefix(key)}${name}`, child);
     } else {
-      throw new TypeError(
-        `Cannot write ${node === null ? 'null' : typeof node} at \`${key}\`: use a string, number, boolean, list or dict`,
+      badValue(
+        key,
+        node === null ? 'null' : typeof node,
+        'use a string, number, boolean, list or dict (delete(path) removes a value)',
       );
     }
   };

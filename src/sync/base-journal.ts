@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, open, readFile, stat, truncate } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../files/atomic-write.js';
@@ -32,7 +32,12 @@ interface JournalFile {
 }
 
 export type LoadedBase =
-  | { readonly ok: true; readonly base: Map<string, BaseEntry> }
+  | {
+      readonly ok: true;
+      readonly base: Map<string, BaseEntry>;
+      /** Lines in the log over the snapshot: when to fold them into a new snapshot. */
+      readonly logEntries?: number;
+    }
   | {
       readonly ok: false;
       readonly base: Map<string, BaseEntry>;
@@ -41,8 +46,65 @@ export type LoadedBase =
       readonly first: boolean;
     };
 
-/** Reads the base; a missing or corrupt journal is an empty base, with the reason to log. */
+/**
+ * The changes since the snapshot, one JSON line each: `[key, value,
+ * modRevision]` for a set, `[key]` for a removal. Appended and fsynced at
+ * the end of every pass that changed the base, so a pass costs what it
+ * changed, not the whole base; folded into a new snapshot once it outgrows it.
+ */
+export function logPathOf(journal: string): string {
+  return journal.replace(/\.json$/, '.log');
+}
+
+type LogLine = readonly [string, string, number] | readonly [string];
+
+/** Applies the log's lines to `base`; a torn last line (a crash mid-append) is dropped, any other bad line is corruption. */
+function replay(base: Map<string, BaseEntry>, text: string, path: string): number {
+  const lines = text.split('\n');
+  let applied = 0;
+  for (const [i, line] of lines.entries()) {
+    if (line === '') continue;
+    let entry: LogLine;
+    try {
+      entry = JSON.parse(line) as LogLine;
+    } catch (error) {
+      if (i === lines.length - 1) return applied;
+      throw new Error(`${path}:${i + 1}: ${(error as Error).message}`);
+    }
+    const [key, value, modRevision] = entry;
+    if (typeof key !== 'string') throw new Error(`${path}:${i + 1}: malformed entry`);
+    if (value === undefined) base.delete(key);
+    else if (typeof value === 'string' && typeof modRevision === 'number')
+      base.set(key, { value, modRevision });
+    else throw new Error(`${path}:${i + 1}: malformed entry`);
+    applied++;
+  }
+  return applied;
+}
+
+/** Reads the base (snapshot, then the log over it); a missing or corrupt journal is an empty base, with the reason to log. */
 export async function loadBase(path: string): Promise<LoadedBase> {
+  const loaded = await loadSnapshot(path);
+  if (!loaded.ok && !loaded.first) return loaded;
+  const log = await readFile(logPathOf(path), 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined;
+    throw error;
+  });
+  if (log === undefined) return loaded;
+  try {
+    const logEntries = replay(loaded.base, log, logPathOf(path));
+    return { ok: true, base: loaded.base, logEntries };
+  } catch (error) {
+    return {
+      ok: false,
+      base: new Map(),
+      reason: `corrupt base journal ${(error as Error).message}`,
+      first: false,
+    };
+  }
+}
+
+async function loadSnapshot(path: string): Promise<LoadedBase> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -72,7 +134,48 @@ export async function loadBase(path: string): Promise<LoadedBase> {
   }
 }
 
-/** Writes the base atomically (temp, fsync, rename): a crash leaves the old journal or the new one. */
+/**
+ * Appends the changes of one pass to the log and fsyncs it (one write, one
+ * fsync, whatever the base's size). Returns the log's length in entries.
+ */
+export async function appendBase(
+  path: string,
+  changes: ReadonlyMap<string, BaseEntry | undefined>,
+): Promise<void> {
+  let text = '';
+  for (const [key, entry] of changes)
+    text += `${JSON.stringify(entry === undefined ? [key] : [key, entry.value, entry.modRevision])}\n`;
+  const log = logPathOf(path);
+  const created = await stat(log).then(
+    () => false,
+    () => true,
+  );
+  if (created) await mkdir(join(path, '..'), { recursive: true, mode: 0o700 });
+  const handle = await open(log, 'a', 0o600);
+  try {
+    await handle.appendFile(text, 'utf8');
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  // A new log's name must survive a crash too.
+  if (created) await fsyncFolder(join(path, '..'));
+}
+
+async function fsyncFolder(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Writes the whole base as a new snapshot (temp, fsync, rename) and then
+ * empties the log. A crash in between leaves the log's lines, which the
+ * snapshot already holds: replayed over it they change nothing.
+ */
 export async function saveBase(
   path: string,
   confDir: string,
@@ -83,4 +186,7 @@ export async function saveBase(
   const data: JournalFile = { version: 1, confDir, prefix, entries };
   await mkdir(join(path, '..'), { recursive: true, mode: 0o700 });
   await writeFileAtomic(path, JSON.stringify(data), { mode: 0o600 });
+  await truncate(logPathOf(path)).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'ENOENT') throw error;
+  });
 }

@@ -53,9 +53,7 @@ export class SyncEngine {
     this.report = new SyncReport(this.logger);
     const confDir = options.confDir;
     const stateDir = options.stateDir ?? defaultStateDir();
-    this.base = new BaseStore({ stateDir, confDir, prefix: this.layout.prefix }, (e) =>
-      this.report.failed('saving the base', e),
-    );
+    this.base = new BaseStore({ stateDir, confDir, prefix: this.layout.prefix });
     this.etcd = new EtcdSide(
       () => this.options.middleware,
       (key) => {

@@ -1,9 +1,11 @@
+import { createServer } from 'node:net';
 import type { Observable } from 'rxjs';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, expectTypeOf, it } from 'vitest';
 import {
   Configurable,
   type ConfValueError,
   category,
+  configurable,
   configurationOf,
   EtcdConfDriver,
   type LinkEtcdError,
@@ -161,4 +163,94 @@ describe('EtcdConfDriver (real etcd)', () => {
     expect(await etcd.etcdctl('get', '--print-value-only', '/apps/svc.conf/MYCONF/myparam')).toBe('7\n');
     expect(await driver.getconf('svc.conf', conf)).toEqual({ MYCONF: { myparam: 7 } });
   });
+
+  it('changes$ gives the current configuration to every subscriber, before and after ready(), and with the decorator', async () => {
+    const driver = driverFor(etcd);
+    await driver.setconf('replay/a.conf', { MYCONF: { myparam: 11 } });
+    const handle = configurable({ paths: 'replay/a.conf', conf, drivers: [driver] });
+    defer(() => handle.close());
+    const early = record(handle.changes$);
+    await handle.ready();
+    const late = record(handle.changes$);
+    expect(early).toEqual([{ MYCONF: { myparam: 11 } }]);
+    expect(late).toEqual([{ MYCONF: { myparam: 11 } }]);
+    await driver.setconf('replay/a.conf', { MYCONF: { myparam: 12 } });
+    await waitFor(() => late.length === 2 && early.length === 2);
+    expect(late[1]).toEqual({ MYCONF: { myparam: 12 } });
+
+    const decl = category('MYCONF', Parameter({ name: 'myparam', type: 'int', default: 3 }));
+    @Configurable({ paths: 'replay/a.conf', conf: decl, drivers: [driver] })
+    class Decorated {
+      myparam!: number;
+    }
+    new Decorated();
+    const h = configurationOf(Decorated, decl);
+    defer(() => h.close());
+    await h.ready();
+    // The decorator subscribed first; a user's subscription after ready() still gets the current value.
+    const mine = record(h.changes$);
+    expect(mine).toEqual([{ MYCONF: { myparam: 12 } }]);
+    expectTypeOf(h.current).toEqualTypeOf<{ MYCONF: { myparam: number } } | undefined>();
+    expect(h.current?.MYCONF.myparam).toBe(12);
+    expect(() => configurationOf(Decorated, category('OTHER'))).toThrow(/not the declaration/);
+  });
+
+  it('ready() rejects with NOT_READY naming the endpoints within the timeout, and with CLOSED after close()', async () => {
+    const port = await freePort();
+    const driver = new EtcdConfDriver({
+      host: '127.0.0.1',
+      port,
+      confDir: '/nonexistent/link-etcd-test',
+      readTimeout: 1,
+      logger: captureLogger().logger,
+    });
+    defer(() => driver.close());
+    const handle = configurable({
+      paths: 'down/app.conf',
+      conf,
+      drivers: [driver],
+      logger: captureLogger().logger,
+    });
+    defer(() => handle.close());
+    const started = Date.now();
+    const error = (await handle.ready().catch((e: unknown) => e)) as LinkEtcdError;
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(error.code).toBe('NOT_READY');
+    expect(error.message).toContain('down/app.conf from EtcdConfDriver');
+    expect(error.message).toContain(`etcd at 127.0.0.1:${port}`);
+    expect(error.message).toContain(
+      'no middleware.conf at /nonexistent/link-etcd-test/link/etcd/middleware.conf',
+    );
+
+    const quick = configurable({ paths: 'down/app.conf', conf, drivers: [driver], readyTimeout: 0.2 });
+    const t0 = Date.now();
+    await expect(quick.ready()).rejects.toMatchObject({ code: 'NOT_READY' });
+    expect(Date.now() - t0).toBeLessThan(1_000);
+    const pending = quick.ready();
+    quick.close();
+    await expect(pending).rejects.toMatchObject({ code: 'CLOSED' });
+    await expect(quick.ready()).rejects.toMatchObject({
+      code: 'CLOSED',
+      message: /handle of down\/app.conf is closed/,
+    });
+  });
+
+  it('ready() after close() of a handle that had a configuration rejects with CLOSED', async () => {
+    const driver = driverFor(etcd);
+    const handle = configurable({ paths: 'closed/app.conf', conf, drivers: [driver] });
+    await handle.ready();
+    handle.close();
+    await expect(handle.ready()).rejects.toMatchObject({ code: 'CLOSED' });
+  });
 });
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
+    });
+  });
+}

@@ -157,3 +157,34 @@ describe('ConfValueError messages', () => {
     ).not.toContain('hunter2');
   });
 });
+
+describe('Parameter declarations (issue 13)', () => {
+  it('takes the name first, as Python does', async () => {
+    const p = Parameter('myparam');
+    expect(p.name).toBe('myparam');
+    expect(p.type).toBe('string');
+    const port = Parameter('port', { type: 'int', default: 80 });
+    expect([port.name, port.default, await port.parse('81')]).toEqual(['port', 80, 81]);
+    const c = category('C', port);
+    expectTypeOf<ConfValues<typeof c>>().toEqualTypeOf<{ C: { port: number } }>();
+  });
+
+  it('refuses a parameter without a name', () => {
+    expect(() => Parameter({} as never)).toThrow(/Parameter needs a name/);
+    expect(() => (Parameter as (x: unknown) => unknown)(undefined)).toThrow(/Parameter needs a name/);
+  });
+
+  it('checks a default against the type at declaration', () => {
+    expect(() => Parameter({ name: 'n', type: 'int', default: 'abc' as never })).toThrow(
+      /`n` of type int: its default must be an integer .*got "abc" \(string\)/,
+    );
+    expect(() => Parameter({ name: 'n', type: 'int', default: 1.5 })).toThrow(/must be an integer/);
+    expect(() => Parameter({ name: 'b', type: 'bool', default: 'yes' as never })).toThrow(
+      /must be a boolean/,
+    );
+    expect(() => Parameter({ name: 'l', type: 'list', default: 'a,b' as never })).toThrow(/array of strings/);
+    expect(() => Parameter({ name: 's', default: 3 as never })).toThrow(/must be a string/);
+    expect(() => Parameter({ name: 'x', type: 'nope' as never })).toThrow(/unknown type `nope`/);
+    expect(Parameter({ name: 'f', type: 'float', default: 2 }).default).toBe(2);
+  });
+});

@@ -27,6 +27,7 @@ import {
   isRetryable,
   LinkEtcdError,
   type LinkEtcdErrorCode,
+  NotReadyError,
   SettingsError,
   UnsafePathError,
   ValueParseError,
@@ -48,6 +49,7 @@ const SAMPLES: ReadonlyArray<readonly [LinkEtcdError, LinkEtcdErrorCode]> = [
   [new EtcdTooLargeError('etcdserver: request is too large'), 'ETCD_TOO_LARGE'],
   [new EtcdNoSpaceError('etcdserver: mvcc: database space exceeded'), 'ETCD_NO_SPACE'],
   [new ClosedError(), 'CLOSED'],
+  [new NotReadyError('app.conf', 1000, ['app.conf from EtcdConfDriver']), 'NOT_READY'],
   [
     new ConfValueError([
       { path: '/app', category: 'db', parameter: 'port', raw: 'x', reason: 'not a number' },
@@ -112,6 +114,7 @@ const RETRYABLE: Record<LinkEtcdErrorCode, boolean> = {
   ETCD_NO_SPACE: true,
   FUTURE_REVISION: false,
   CLOSED: false,
+  NOT_READY: true,
   BAD_VALUE: true,
   MISSING_PARAMETER: true,
   FILE_WRITE: true,

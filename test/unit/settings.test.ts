@@ -120,3 +120,27 @@ describe('middleware.conf settings', () => {
     );
   });
 });
+
+describe('middleware.conf: inline comments and unknown keys (issue 13)', () => {
+  it('takes a value without its inline comment, but a password as written', async () => {
+    await writeConf(
+      "port = 2379   ; etcd's own default\nread_timeout = 5 # seconds\nusername = me ; the app user\npassword = p ;w#d",
+    );
+    const s = await loadSettings({ confDir: dir });
+    expect(s.hosts).toEqual(['localhost:2379']);
+    expect(s.readTimeoutMs).toBe(5000);
+    expect(s.username).toBe('me');
+    expect(s.password).toBe('p ;w#d');
+    expect(s.warnings ?? []).toEqual([]);
+  });
+
+  it('warns about an unknown key in [ETCD], naming it and the nearest known key, and keeps the defaults', async () => {
+    await writeConf('porrt = 2379\nfoo_bar_baz = 1');
+    const s = await loadSettings({ confDir: dir });
+    expect(s.hosts).toEqual(['localhost:4001']);
+    expect(s.warnings?.[0]).toBe(
+      `\`porrt\` in [ETCD] of ${file} is not a setting and is ignored: did you mean \`port\`?`,
+    );
+    expect(s.warnings?.[1]).toMatch(/`foo_bar_baz` in \[ETCD\] .* \(known: host, port, /);
+  });
+});

@@ -73,6 +73,54 @@ describe('daemon settings', () => {
   });
 });
 
+describe('sync.conf: inline comments, unknown keys, globs that match nothing (issue 13)', () => {
+  it('reads a value without its inline comment, commands as written', async () => {
+    await mkdir(join(dir, 'nginx'), { recursive: true });
+    await writeFile(join(dir, 'nginx', 'site.conf'), '[S]\na = 1\n');
+    await conf(
+      [
+        '[SYNC]',
+        'conflict = file-wins   ; etcd-wins | file-wins | newest',
+        'full_reconcile = 60 # seconds',
+        'exec = myapp --config /etc/myapp ; echo started',
+        '[HOOK nginx]',
+        'glob = nginx/*.conf   ; conf paths, relative to the conf dir',
+        'reload_cmd = nginx -s reload # the shell reads this comment',
+        'wait_min = 0.5   ; seconds of quiet before reload_cmd',
+        '',
+      ].join('\n'),
+    );
+    const warnings: string[] = [];
+    const s = await loadSyncSettings(dir, {}, {}, (w) => warnings.push(w));
+    expect(s.conflict).toBe('file-wins');
+    expect(s.fullReconcile).toBe(60);
+    expect(s.exec).toBe('myapp --config /etc/myapp ; echo started');
+    expect(s.hooks[0]).toMatchObject({
+      glob: 'nginx/*.conf',
+      reloadCmd: 'nginx -s reload # the shell reads this comment',
+      waitMin: 0.5,
+    });
+    expect(warnings).toEqual([]);
+  });
+
+  it('warns about a hook glob that matches no conf file, and about unknown keys', async () => {
+    await conf(
+      '[SYNC]\nconflcit = newest\n[HOOK web]\nglob = nginx/*.conf\nreload_cmd = true\nwiat_min = 1\n',
+    );
+    const warnings: string[] = [];
+    await loadSyncSettings(dir, {}, {}, (w) => warnings.push(w));
+    expect(warnings).toContainEqual(
+      expect.stringMatching(/`conflcit` in \[SYNC\].*did you mean `conflict`\?/),
+    );
+    expect(warnings).toContainEqual(
+      expect.stringMatching(/`wiat_min` in \[HOOK web\].*did you mean `wait_min`\?/),
+    );
+    expect(warnings).toContainEqual(
+      expect.stringMatching(/hook `web` .*glob `nginx\/\*\.conf` matches no conf file under /),
+    );
+  });
+});
+
 describe('Debouncer (consul-template wait min/max)', () => {
   afterEach(() => {
     vi.useRealTimers();
