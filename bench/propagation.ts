@@ -17,6 +17,8 @@ export async function startDaemon(args: {
   confDir: string;
   stateDir: string;
   prefix: string;
+  /** Serve /metrics there (host:port). */
+  http?: string;
 }): Promise<DaemonHandle> {
   const child = spawn(
     process.execPath,
@@ -28,6 +30,7 @@ export async function startDaemon(args: {
       `--state-dir=${args.stateDir}`,
       `--prefix=${args.prefix}`,
       '--log-level=info',
+      ...(args.http === undefined ? [] : [`--http=${args.http}`]),
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
@@ -133,4 +136,21 @@ export async function fileToEtcd(
   await watcher.cancel();
   client.close();
   return summarize([...seen].filter(([i]) => i >= 0).map(([i, t]) => t - (intended[i] as number)));
+}
+
+/** Mean ms per pass step from a daemon's /metrics (link_etcd_pass_stage_seconds). */
+export async function stageMeans(http: string): Promise<Record<string, { ms: number; n: number }>> {
+  const text = await (await fetch(`http://${http}/metrics`)).text();
+  const out: Record<string, { ms: number; n: number }> = {};
+  for (const m of text.matchAll(
+    /^link_etcd_pass_stage_seconds_(sum|count)\{stage="([a-z_]+)"\} ([0-9.e+-]+)$/gm,
+  )) {
+    const stage = m[2] as string;
+    const entry = (out[stage] ??= { ms: 0, n: 0 });
+    if (m[1] === 'sum') entry.ms = Number(m[3]) * 1000;
+    else entry.n = Number(m[3]);
+  }
+  for (const entry of Object.values(out))
+    entry.ms = entry.n === 0 ? 0 : Number((entry.ms / entry.n).toFixed(3));
+  return out;
 }

@@ -3,9 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEtcd } from '../test/harness/etcd.js';
+import { freePort } from '../test/harness/ports.js';
 import { bulk, checkCost, rss } from './bulk.js';
 import { atomicWrite, etcdPutToWatch, fileEventDetection } from './floor.js';
-import { etcdToFile, fileToEtcd, startDaemon } from './propagation.js';
+import { etcdToFile, fileToEtcd, stageMeans, startDaemon } from './propagation.js';
 import type { Summary } from './stats.js';
 
 const SAMPLES = 200;
@@ -30,8 +31,18 @@ async function main_(): Promise<void> {
     console.log('measuring propagation through a link-etcd sync process...');
     const confDir = await mkdtemp(join(tmpdir(), 'link-etcd-bench-conf-'));
     const stateDir = await mkdtemp(join(tmpdir(), 'link-etcd-bench-state-'));
-    const daemon = await startDaemon({ main, endpoint: etcd.endpoint, confDir, stateDir, prefix: '/b/' });
+    const http = `127.0.0.1:${await freePort()}`;
+    const daemon = await startDaemon({
+      main,
+      endpoint: etcd.endpoint,
+      confDir,
+      stateDir,
+      prefix: '/b/',
+      http,
+    });
     const e2f = await etcdToFile(etcd.endpoint, confDir, '/b/', SAMPLES, 20);
+    // Where an etcd -> file change spends its time inside a pass (the rest is the watch and the event loop).
+    const stages = await stageMeans(http);
     const f2e = await fileToEtcd(etcd.endpoint, confDir, '/b/', SAMPLES, 60);
     await daemon.stop();
 
@@ -49,6 +60,9 @@ async function main_(): Promise<void> {
       `${'floor: sum of p50s'.padEnd(34)} ${floorP50.toFixed(2).padStart(8)}`,
       row('etcd -> file', e2f, `p50 <= ${(floorP50 + 2).toFixed(2)} (floor + 2), p99 <= 25`),
       row('file -> etcd', f2e, 'p50 <= 30, p99 <= 100'),
+      `etcd -> file, mean per pass step (ms): ${Object.entries(stages)
+        .map(([stage, { ms }]) => `${stage} ${ms}`)
+        .join(', ')}`,
       '',
       `bulk 10,000 keys in 1,000 files, files -> etcd: ${Math.round(bulkResult.filesToEtcdMs)} ms (target <= 2000)`,
       `bulk 10,000 keys in 1,000 files, etcd -> files: ${Math.round(bulkResult.etcdToFilesMs)} ms (target <= 2000)`,
@@ -62,6 +76,7 @@ async function main_(): Promise<void> {
       floor: { ...floor, p50Sum: floorP50 },
       etcdToFile: e2f,
       fileToEtcd: f2e,
+      passStages: stages,
       bulk: bulkResult,
       memory,
       check,

@@ -6,6 +6,7 @@ import type { SyncCounters, SyncEngine } from '../sync/engine.js';
 export interface SyncMetrics {
   readonly registry: Registry;
   readonly propagation: Histogram<'direction'>;
+  readonly stages: Histogram<'stage'>;
 }
 
 const PREFIX = 'link_etcd_';
@@ -150,5 +151,12 @@ export function createMetrics(
     buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [registry],
   });
-  return { registry, propagation };
+  const stages = new Histogram({
+    name: `${PREFIX}pass_stage_seconds`,
+    help: 'Time spent in each step of a sync pass (read, plan, to_etcd, to_file, record)',
+    labelNames: ['stage'],
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+    registers: [registry],
+  });
+  return { registry, propagation, stages };
 }

@@ -97,6 +97,7 @@ export async function runSync(
     fullReconcileMs: settings.fullReconcile * 1000,
     logger,
     onApplied: (direction, _keys, seconds) => metrics.propagation.observe({ direction }, seconds),
+    onStage: (stage, seconds) => metrics.stages.observe({ stage }, seconds),
     onFatal: (error) => failFatal(error),
     ...hookOptions(),
   });

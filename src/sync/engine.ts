@@ -15,7 +15,7 @@ import { guardPass } from './guard-pass.js';
 import { gatherInput } from './pass-input.js';
 import { merge } from './plan.js';
 import { Scheduler } from './scheduler.js';
-import type { PassResult, SyncOptions, SyncReconfiguration } from './sync-options.js';
+import type { PassResult, PassStage, SyncOptions, SyncReconfiguration } from './sync-options.js';
 import { SyncReport, type SyncStatus } from './sync-report.js';
 
 export type {
@@ -273,8 +273,10 @@ export class SyncEngine {
     paths: readonly string[],
     how: { full: boolean; dryRun?: boolean; confDirEmpty?: boolean; settled?: boolean },
   ): Promise<PassResult> {
+    const lap = stageClock(this.options.onStage);
     // 1. Read the files, and gather the three states of those that need a plan.
     const snapshots = await this.files.read(paths, how.full);
+    lap('read');
     const input = gatherInput(paths, snapshots, {
       full: how.full,
       settled: how.settled ?? false,
@@ -297,17 +299,32 @@ export class SyncEngine {
       whole: { files: this.files, base: this.base, etcd: this.etcd },
     });
     this.report.planned(plan, paths.length, how.full);
+    lap('plan');
     if (how.dryRun) return { plan, files: paths.length };
     // 4. Apply: etcd first, then the files, then the conflict records.
     if (this.report.guardAfter(plan.blocked, how.full)) this.scheduler.requestFull();
     await this.apply.etcd(plan, input.fileOf);
+    if (plan.toEtcd.length > 0) lap('to_etcd');
     await this.apply.files(plan, input.fileOf);
+    if (plan.toFile.length > 0) lap('to_file');
     await this.apply.conflicts(plan, input.fileOf);
     // 5. Record what both sides now agree on.
     for (const [key, entry] of plan.base) this.base.set(key, entry, input.fileOf(key));
     this.report.planDone(plan, input.planned, input.fileOf, input.unreadableFiles);
     this.scheduler.settled(paths);
     await this.base.save();
+    lap('record');
     return { plan, files: paths.length };
   }
+}
+
+/** Times the steps of a pass: each call reports the time since the one before (or since the pass began). */
+function stageClock(onStage: SyncOptions['onStage']): (stage: PassStage) => void {
+  if (onStage === undefined) return () => undefined;
+  let last = performance.now();
+  return (stage) => {
+    const now = performance.now();
+    onStage(stage, (now - last) / 1000);
+    last = now;
+  };
 }

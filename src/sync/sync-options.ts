@@ -5,6 +5,9 @@ import type { Plan } from './plan.js';
 
 export type { SyncCounters, SyncStatus } from './sync-report.js';
 
+/** The steps of a pass, as timed by `onStage`. */
+export type PassStage = 'read' | 'plan' | 'to_etcd' | 'to_file' | 'record';
+
 export interface SyncOptions {
   /** The conf dir to mirror. */
   readonly confDir: string;
@@ -45,6 +48,14 @@ export interface SyncOptions {
   readonly onFatal?: (error: Error) => void;
   /** Called after files were written from etcd (reload hooks, exec mode). */
   readonly onFilesWritten?: (confPaths: readonly string[]) => void;
+  /**
+   * Called at the end of each step of a pass with the seconds it took: read
+   * (stat, and read what changed), plan (merge and guard), to_etcd, to_file
+   * (write, fsync, rename; only when the pass wrote that way), record
+   * (conflicts and the base's fsync). Where the time between a change and
+   * its landing goes.
+   */
+  readonly onStage?: (stage: PassStage, seconds: number) => void;
   /** Called when changes land: the direction, keys written, seconds since the change was first seen. */
   readonly onApplied?: (direction: 'to_etcd' | 'to_file', keys: number, seconds: number) => void;
 }
