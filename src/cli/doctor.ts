@@ -16,7 +16,9 @@ export function doctorProblems(status: ClusterStatus): string[] {
 export function describeStatus(status: ClusterStatus, problems: readonly string[]): string[] {
   return [
     `endpoints:   ${status.endpoints.join(', ')}${status.tls ? ' (TLS)' : ''}`,
-    `cluster id:  ${status.clusterId}`,
+    `settings:    ${status.settingsSource}`,
+    ...status.settingsWarnings.map((w) => `  warning: ${w}`),
+    `cluster id:  ${status.clusterId} (the value expected_cluster_id takes)`,
     `version:     etcd ${status.version}`,
     `revision:    ${status.revision}`,
     `auth:        ${status.auth}`,

@@ -132,7 +132,12 @@ export function configurable<D extends ConfDeclaration>(
       ? EMPTY
       : typedConf(combineLatest(layers).pipe(map(layerRaw)), options.conf, label, reportTyped);
   const subscription: Subscription = typed$.subscribe(current);
-  const driverErrors = merge(...options.drivers.map((d) => d.errors$));
+  // A driver's own value errors come from its typed watches (another subscriber's, when it is
+  // shared): this handle reports the values it reads itself, once. Files that do not parse and
+  // unreachable sources still come from the drivers.
+  const driverErrors = merge(...options.drivers.map((d) => d.errors$)).pipe(
+    filter((e) => !(e instanceof ConfValueError)),
+  );
   // A BehaviorSubject replays its value to each subscriber: early or late, every one gets the current configuration.
   const known$ = current.pipe(filter((v): v is ConfValues<D> => v !== undefined));
   let closed = false;

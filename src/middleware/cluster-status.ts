@@ -21,6 +21,10 @@ export interface ClusterStatus {
   readonly tls: boolean;
   /** Round trip of one status call. */
   readonly latencyMs: number;
+  /** Where the settings came from: the middleware.conf read, or `defaults (no <path>)`. */
+  readonly settingsSource: string;
+  /** What middleware.conf held that was not used (an unknown key, with the nearest known one). */
+  readonly settingsWarnings: readonly string[];
 }
 
 /** Behind `clusterStatus`, which documents it. */
@@ -46,5 +50,7 @@ export async function readClusterStatus({ conn, settings }: Live): Promise<Clust
     auth: settings.username === undefined ? 'none' : `user ${settings.username}`,
     tls: settings.protocol === 'https',
     latencyMs: Math.round(latencyMs * 100) / 100,
+    settingsSource: settings.source,
+    settingsWarnings: settings.warnings ?? [],
   };
 }

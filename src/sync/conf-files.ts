@@ -1,3 +1,4 @@
+import { lstatSync, type Stats } from 'node:fs';
 import { lstat, readdir, realpath, unlink } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import {
@@ -77,6 +78,20 @@ export async function scanConfDir(confDir: string, under = ''): Promise<string[]
 
 const MAX_FILE_BYTES = SYNC_DEFAULTS.maxFileBytes;
 
+/**
+ * lstat, synchronously (microseconds, on the path of every change; see
+ * openDir), or undefined when nothing is there.
+ */
+function lstatQuiet(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw error;
+  }
+}
+
 /** Where a conf path's file lies: its folder and its name. */
 function split(confPath: string): { dir: string; name: string } {
   const cut = confPath.lastIndexOf('/');
@@ -113,10 +128,7 @@ export async function readConfFile(
   }
   try {
     // A signature first: the same version as last time needs no read.
-    const info = await lstat(dir.at(name)).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return undefined;
-      throw error;
-    });
+    const info = lstatQuiet(dir.at(name));
     if (info === undefined) return { kind: 'missing', confPath, entries: EMPTY };
     if (previous?.kind === 'ok' && previous.signature === signatureOf(info)) return previous;
     const read = await readIn(confDir, dir, name, maxBytes);
@@ -185,7 +197,7 @@ export async function writeConfFile(
       if (error.code === 'ENOENT') return undefined;
       throw error;
     });
-    const info = dir === undefined ? undefined : await lstat(dir.at(name)).catch(() => undefined);
+    const info = dir === undefined ? undefined : lstatQuiet(dir.at(name));
     if (info !== undefined && !info.isFile())
       throw new UnsafePathError(file, fileRefusal(info) ?? 'is not a regular file');
     const expected = basedOn?.kind === 'ok' ? basedOn.text : undefined;
@@ -276,7 +288,7 @@ export async function writeConflictRecord(
   try {
     await createIn(dir, name, `${lines.join('\n')}\n`, 0o600);
     // Both values are in it: a folder moved out of the conf dir meanwhile must not keep them.
-    if (!(await stillAt(confDir, dir.handle, rel))) {
+    if (!(await stillAt(confDir, dir.fd, rel))) {
       await unlink(dir.at(name)).catch(() => undefined);
       throw new UnsafePathError(file, 'was moved out of the conf dir while link-etcd wrote it: removed');
     }
