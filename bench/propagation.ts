@@ -146,7 +146,8 @@ export async function stageMeans(http: string): Promise<Record<string, { ms: num
     /^link_etcd_pass_stage_seconds_(sum|count)\{stage="([a-z_]+)"\} ([0-9.e+-]+)$/gm,
   )) {
     const stage = m[2] as string;
-    const entry = (out[stage] ??= { ms: 0, n: 0 });
+    const entry = out[stage] ?? { ms: 0, n: 0 };
+    out[stage] = entry;
     if (m[1] === 'sum') entry.ms = Number(m[3]) * 1000;
     else entry.n = Number(m[3]);
   }

@@ -16,7 +16,7 @@ import {
   timer,
 } from 'rxjs';
 import {
-  type ConfValueError,
+  ConfValueError,
   HandleClosedError,
   LinkEtcdError as LinkError,
   type LinkEtcdError,

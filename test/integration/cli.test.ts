@@ -1,5 +1,8 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -116,5 +119,25 @@ describe('link-etcd CLI (spawned, real etcd)', () => {
     const down = await cli('--endpoints=http://127.0.0.1:1', 'doctor');
     expect(down.code).toBe(1);
     expect(down.stderr).toContain('127.0.0.1:1');
+  });
+
+  it('doctor names the middleware.conf it read and warns about a key [ETCD] does not know', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'link-etcd-doctor-'));
+    try {
+      await mkdir(join(dir, 'link', 'etcd'), { recursive: true });
+      const file = join(dir, 'link', 'etcd', 'middleware.conf');
+      await writeFile(
+        file,
+        `[ETCD]\nhost = ${etcd.host}\nport = ${etcd.port}   ; the test etcd\nporrt = 2379\n`,
+      );
+      const { stdout } = await run(process.execPath, [main, 'doctor'], {
+        env: { ...process.env, B3J0F_CONF_DIR: dir, LINK_ETCD_LOG_LEVEL: 'silent' },
+      });
+      expect(stdout).toContain(`settings:    ${file}`);
+      expect(stdout).toMatch(/warning: `porrt` in \[ETCD\] .* did you mean `port`\?/);
+      expect(stdout).toMatch(/cluster id: {2}[0-9a-f]+ \(the value expected_cluster_id takes\)/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -242,6 +242,27 @@ describe('EtcdConfDriver (real etcd)', () => {
     handle.close();
     await expect(handle.ready()).rejects.toMatchObject({ code: 'CLOSED' });
   });
+
+  it("a shared driver: a bad value reaches the handle's errors$ once", async () => {
+    const driver = driverFor(etcd);
+    await driver.setconf('shared/app.conf', { MYCONF: { myparam: 1 } });
+    const direct = record(driver.watch('shared/app.conf', conf));
+    const handle = configurable({
+      paths: 'shared/app.conf',
+      conf,
+      drivers: [driver],
+      logger: captureLogger().logger,
+    });
+    defer(() => handle.close());
+    const errors = record(handle.errors$);
+    await handle.ready();
+    await waitFor(() => direct.length === 1);
+    await etcd.etcdctl('put', '/shared/app.conf/MYCONF/myparam', 'abc');
+    await waitFor(() => errors.length >= 1);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(errors.map((e) => e.code)).toEqual(['BAD_VALUE']);
+    expect(handle.current).toEqual({ MYCONF: { myparam: 1 } });
+  });
 });
 
 function freePort(): Promise<number> {

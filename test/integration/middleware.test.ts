@@ -180,3 +180,72 @@ describe('EtcdMiddleware dict protocol (real etcd)', () => {
     await expect(c.get('/again')).rejects.toMatchObject({ code: 'CLOSED' });
   });
 });
+
+describe('tree codec and messages (real etcd)', () => {
+  it('writes a subtree larger than one etcd request (1.5 MiB) in chunks, and reads it back', async () => {
+    const big = 'v'.repeat(50 * 1024);
+    const tree = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${i}`, big]));
+    await client.set('/big', tree);
+    expect(await client.get('/big')).toEqual(tree);
+    await client.set('/big', { only: '1' });
+    expect(await client.get('/big')).toEqual({ only: '1' });
+    await client.update('/big', tree);
+    expect(Object.keys((await client.get('/big')) as object)).toHaveLength(41);
+    await client.delete('/big');
+  });
+
+  it('refuses an empty dict or list and null instead of deleting or throwing a TypeError', async () => {
+    await client.set('/keep', { a: '1', b: ['x'] });
+    await expect(client.set('/keep', {})).rejects.toMatchObject({
+      code: 'BAD_VALUE',
+      message: /empty dict at `\/keep`/,
+    });
+    await expect(client.set('/keep', { a: '1', b: [] })).rejects.toMatchObject({ code: 'BAD_VALUE' });
+    await expect(client.set('/keep', null as never)).rejects.toMatchObject({
+      code: 'BAD_VALUE',
+      message: /null/,
+    });
+    await expect(client.update('/keep', { c: undefined } as never)).rejects.toMatchObject({
+      code: 'BAD_VALUE',
+    });
+    expect(await client.get('/keep')).toEqual({ a: '1', b: ['x'] });
+  });
+
+  it('an unreachable etcd names the middleware.conf (or its absence), the endpoints and port 2379, without gRPC noise', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'link-etcd-unreachable-'));
+    try {
+      const c = new EtcdMiddleware({
+        confDir: dir,
+        host: '127.0.0.1',
+        port: 1,
+        readTimeout: 2,
+        logger: captureLogger().logger,
+      });
+      const error = (await c.get('/x').catch((e: unknown) => e)) as Error & { code: string };
+      await c.close();
+      expect(error.code).toBe('ETCD_UNAVAILABLE');
+      expect(error.message).toContain('etcd at 127.0.0.1:1 is unreachable');
+      expect(error.message).toContain(
+        `no middleware.conf at ${join(dir, 'link', 'etcd', 'middleware.conf')}: using the defaults, port 4001`,
+      );
+      expect(error.message).toContain('2379');
+      expect(error.message).not.toMatch(/Resolution note|UNAVAILABLE:/);
+
+      await mkdir(join(dir, 'link', 'etcd'), { recursive: true });
+      await writeFile(
+        join(dir, 'link', 'etcd', 'middleware.conf'),
+        '[ETCD]\nhost = 127.0.0.1\nporrt = 2379\nport = 1\n',
+      );
+      const log = captureLogger();
+      const d = new EtcdMiddleware({ confDir: dir, readTimeout: 2, logger: log.logger });
+      const again = (await d.get('/x').catch((e: unknown) => e)) as Error;
+      await d.close();
+      expect(again.message).toContain(`settings from ${join(dir, 'link', 'etcd', 'middleware.conf')}`);
+      expect(log.lines.map((l) => l.msg)).toContainEqual(
+        expect.stringMatching(/`porrt` in \[ETCD\].*did you mean `port`\?/),
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

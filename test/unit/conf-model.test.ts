@@ -158,7 +158,7 @@ describe('ConfValueError messages', () => {
   });
 });
 
-describe('Parameter declarations (issue 13)', () => {
+describe('Parameter declarations', () => {
   it('takes the name first, as Python does', async () => {
     const p = Parameter('myparam');
     expect(p.name).toBe('myparam');

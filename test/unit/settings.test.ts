@@ -121,7 +121,7 @@ describe('middleware.conf settings', () => {
   });
 });
 
-describe('middleware.conf: inline comments and unknown keys (issue 13)', () => {
+describe('middleware.conf: inline comments and unknown keys', () => {
   it('takes a value without its inline comment, but a password as written', async () => {
     await writeConf(
       "port = 2379   ; etcd's own default\nread_timeout = 5 # seconds\nusername = me ; the app user\npassword = p ;w#d",

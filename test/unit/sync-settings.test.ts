@@ -73,7 +73,7 @@ describe('daemon settings', () => {
   });
 });
 
-describe('sync.conf: inline comments, unknown keys, globs that match nothing (issue 13)', () => {
+describe('sync.conf: inline comments, unknown keys, globs that match nothing', () => {
   it('reads a value without its inline comment, commands as written', async () => {
     await mkdir(join(dir, 'nginx'), { recursive: true });
     await writeFile(join(dir, 'nginx', 'site.conf'), '[S]\na = 1\n');
