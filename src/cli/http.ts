@@ -5,6 +5,8 @@ export interface Probes {
   /** Ready: etcd answers, the first reconcile is done, no mass deletion is held back, the watch is live. */
   readonly ready: () => Promise<{ ok: boolean; reasons: string[] }>;
   readonly registry: Registry;
+  /** `GET /status`: what `link-etcd status --json` prints (status.ts StatusReport). */
+  readonly status?: () => Promise<unknown>;
 }
 
 /** `HOST:PORT` -> listen arguments; a usage error names the flag. */
@@ -41,7 +43,7 @@ export const HTTP_LIMITS: HttpLimits = {
   checkIntervalMs: 1_000,
 };
 
-/** `/healthz` (alive), `/readyz` (ready, with the reasons when not) and `/metrics` (Prometheus text). */
+/** `/healthz` (alive), `/readyz` (ready, with the reasons when not), `/status` (JSON) and `/metrics` (Prometheus text). */
 export async function serveHttp(
   listen: { host: string; port: number },
   probes: Probes,
@@ -65,13 +67,18 @@ export async function serveHttp(
         res
           .writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' })
           .end(ok ? 'ready\n' : `${reasons.join('\n')}\n`);
+      } else if (path === '/status' && probes.status !== undefined) {
+        const body = JSON.stringify(await probes.status());
+        res
+          .writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' })
+          .end(`${body}\n`);
       } else if (path === '/metrics') {
         const body = await probes.registry.metrics();
         res.writeHead(200, { 'content-type': probes.registry.contentType }).end(body);
       } else {
         res
           .writeHead(404, { 'content-type': 'text/plain' })
-          .end('not found: try /healthz, /readyz or /metrics\n');
+          .end('not found: try /healthz, /readyz, /status or /metrics\n');
       }
     })().catch((error: unknown) => {
       res.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(error)}\n`);

@@ -127,7 +127,9 @@ function spawnEtcd(cwd: string, dataDir: string, clientUrl: string, logger: Logg
       '--logger=zap',
       '--log-level=error',
     ],
-    { cwd, stdio: ['ignore', 'ignore', 'pipe'], env },
+    // Its own process group: a terminal's Ctrl-C (SIGINT to the foreground group) reaches the
+    // daemon only; the daemon finishes its writes, lets go of etcd, then stops it (stopChild).
+    { cwd, stdio: ['ignore', 'ignore', 'pipe'], env, detached: true },
   );
   child.stderr?.on('data', (d) => logger.warn({ etcd: String(d).trim() }, 'local etcd says'));
   return child;
@@ -222,7 +224,8 @@ async function enableAuth(dir: string, passwordFile: string, logger: Logger): Pr
  * A single-member etcd for laptops and demos (`sync --local-etcd`): data
  * under the state dir so it survives restarts, a loopback client port with
  * auth on (user `root`, a random password in the state dir, mode 0600),
- * no peer port, stopped with the daemon.
+ * no peer port, in its own process group (a Ctrl-C reaches the daemon
+ * only), stopped by the daemon once it has finished.
  */
 export async function startLocalEtcd(stateDir: string, logger: Logger): Promise<LocalEtcd> {
   const dataDir = join(stateDir, 'local-etcd');

@@ -4,6 +4,7 @@ import { ExitError, LinkEtcdError } from '../errors.js';
 import { EtcdMiddleware, type MiddlewareOptions } from '../middleware/middleware.js';
 import { SYNC_DEFAULTS } from '../sync/defaults.js';
 import { CONFLICT_POLICY_NAMES as CONFLICT_POLICIES } from '../sync/merge.js';
+import { runConflictsList, runConflictsResolve, runStatus } from './commands.js';
 import { describeStatus, doctorProblems } from './doctor.js';
 import { LOG_FORMATS } from './logger.js';
 import { parseCliValue } from './parse-value.js';
@@ -201,6 +202,64 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       );
       if (code !== 0) throw new ExitError(code);
     });
+
+  program
+    .command('status')
+    .description(
+      'is every file in sync? asks the daemon at --http (GET /status), else computes it offline without writing; exit 1 when something needs a person',
+    )
+    .option('--json', 'print one JSON object (the shape of GET /status)')
+    .option('--http <host:port>', "the daemon's --http address (default: sync.conf's http)")
+    .option('--offline', 'do not ask the daemon: compute from the files, etcd and the base')
+    .option('--prefix <prefix>', `etcd key prefix (default ${SYNC_DEFAULTS.prefix})`)
+    .option('--state-dir <dir>', 'where the base journal lives (as for sync)')
+    .action(
+      async (opts: {
+        json?: boolean;
+        http?: string;
+        offline?: boolean;
+        prefix?: string;
+        stateDir?: string;
+      }) => {
+        const code = await runStatus(flags(), opts, io);
+        if (code !== 0) throw new ExitError(code);
+      },
+    );
+
+  const conflicts = program
+    .command('conflicts')
+    .description(
+      'list open conflict records: file, key, both values (secret-looking ones masked), when, who won',
+    )
+    .option('--json', 'print one JSON array')
+    .option('--prefix <prefix>', `etcd key prefix (default ${SYNC_DEFAULTS.prefix})`)
+    .action(async (opts: { json?: boolean; prefix?: string }) => {
+      await runConflictsList(flags(), opts, io);
+    });
+  conflicts
+    .command('resolve')
+    .description(
+      "keep the winner's or the loser's value of FILE's open conflicts (or KEY's: KEY or SECTION/KEY) and archive the record as <file>.resolved-<stamp>",
+    )
+    .argument('<file>', 'conf path (relative to the conf dir) or the record')
+    .argument('[key]', 'KEY or SECTION/KEY (default: every key of the file)')
+    .addOption(
+      new Option('--keep <side>', 'which value stays').choices(['winner', 'loser']).makeOptionMandatory(),
+    )
+    .option('--prefix <prefix>', `etcd key prefix (default ${SYNC_DEFAULTS.prefix})`)
+    .action(
+      async (file: string, key: string | undefined, opts: { keep: 'winner' | 'loser'; prefix?: string }) => {
+        // Commander gives `--prefix` to the parent when both define it.
+        const prefix = opts.prefix ?? conflicts.opts<{ prefix?: string }>().prefix;
+        await runConflictsResolve(
+          flags(),
+          file,
+          key,
+          { keep: opts.keep, ...(prefix === undefined ? {} : { prefix }) },
+          io,
+        );
+      },
+    );
 
   try {
     await program.parseAsync([...argv], { from: 'user' });

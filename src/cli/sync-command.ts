@@ -13,6 +13,7 @@ import { startLocalEtcd } from './local-etcd.js';
 import { cliLogger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import type { CliIo } from './program.js';
+import { daemonStatus } from './status.js';
 import { loadSyncSettings, type SyncKey, type SyncSettings } from './sync-settings.js';
 
 export interface SyncRun {
@@ -115,8 +116,9 @@ export async function runSync(
             reasons.push(...running.status().reasons);
             return { ok: reasons.length === 0, reasons };
           },
+          status: () => daemonStatus(running, confDir, settings.prefix, middleware),
         });
-  if (server) logger.info({ http: settings.http }, 'serving /healthz, /readyz and /metrics');
+  if (server) logger.info({ http: settings.http }, 'serving /healthz, /readyz, /status and /metrics');
 
   /**
    * SIGHUP: middleware.conf and sync.conf again, same state. The new

@@ -15,7 +15,8 @@ import { guardPass } from './guard-pass.js';
 import { gatherInput } from './pass-input.js';
 import { merge } from './plan.js';
 import { Scheduler } from './scheduler.js';
-import type { PassResult, PassStage, SyncOptions, SyncReconfiguration } from './sync-options.js';
+import { stageClock } from './stage-clock.js';
+import type { PassResult, SyncOptions, SyncReconfiguration } from './sync-options.js';
 import { SyncReport, type SyncStatus } from './sync-report.js';
 
 export type {
@@ -127,19 +128,28 @@ export class SyncEngine {
     return this.reconcileAll({ ...options, settled: true });
   }
 
-  /** Finishes the pass in flight, saves the base and lets go of etcd and the files. */
-  async stop(): Promise<void> {
+  /**
+   * Finishes the pass in flight, saves the base and lets go of etcd and the
+   * files. `save: false` leaves the state dir as it is (`link-etcd status`'s
+   * offline dry run writes nothing, a first base journal included).
+   */
+  async stop(options: { save?: boolean } = {}): Promise<void> {
     this.history.stop();
     this.watchSub?.unsubscribe();
     const closing = this.fileWatcher?.close();
     await this.scheduler.stop();
     await closing;
-    await this.base.flush();
+    if (options.save !== false) await this.base.flush();
   }
 
   /** What the engine knows of itself, for probes, metrics and tests: a copy, never live state. */
   status(): SyncStatus {
     return this.report.status();
+  }
+
+  /** Files changed on some side and not reconciled yet (a copy, sorted): `link-etcd status`'s pending. */
+  pendingFiles(): string[] {
+    return this.scheduler.pending();
   }
 
   /**
@@ -316,15 +326,4 @@ export class SyncEngine {
     lap('record');
     return { plan, files: paths.length };
   }
-}
-
-/** Times the steps of a pass: each call reports the time since the one before (or since the pass began). */
-function stageClock(onStage: SyncOptions['onStage']): (stage: PassStage) => void {
-  if (onStage === undefined) return () => undefined;
-  let last = performance.now();
-  return (stage) => {
-    const now = performance.now();
-    onStage(stage, (now - last) / 1000);
-    last = now;
-  };
 }

@@ -137,6 +137,11 @@ export class Scheduler {
     this.kick(0);
   }
 
+  /** The files waiting for a pass now (a copy): what `link-etcd status` calls pending. */
+  pending(): string[] {
+    return [...this.dirty].sort();
+  }
+
   /** Look at these files again after the quiet window (a folder appeared or went). */
   touch(paths: Iterable<string>): void {
     for (const path of paths) this.dirty.add(path);

@@ -59,10 +59,15 @@ export interface SyncStatus {
   /** When the last full reconcile ended (ms since the epoch). */
   readonly lastFullReconcile: number | undefined;
   readonly counters: Readonly<SyncCounters>;
+  /** Names refused since the start (at most the first REFUSED_LISTED): a file's key, or an etcd key; why. */
+  readonly refused: ReadonlyArray<{ readonly what: string; readonly reason: string }>;
 }
 
 /** Refused names remembered (so each is logged once); past it the oldest may be logged again. */
 const REMEMBERED_NAMES = 10_000;
+
+/** Refused names a status lists. */
+const REFUSED_LISTED = 100;
 
 /** Keys named in one log line; the count is always there. */
 const LOGGED_KEYS = 10;
@@ -97,7 +102,7 @@ export class SyncReport {
   private watcherDegraded: string | undefined;
   private lastFullReconcile: number | undefined;
   /** Names refused and already logged; bounded, so put-and-delete cycles of new names cannot grow it. */
-  private readonly refusedOnce = new Map<string, true>();
+  private readonly refusedOnce = new Map<string, string>();
   private readonly unreadable = new Map<string, string>();
 
   constructor(private readonly logger: Logger) {}
@@ -118,13 +123,14 @@ export class SyncReport {
         pushFailures: { ...this.counters.pushFailures },
         fileWriteFailures: { ...this.counters.fileWriteFailures },
       },
+      refused: [...this.refusedOnce].slice(0, REFUSED_LISTED).map(([what, reason]) => ({ what, reason })),
     };
   }
 
   /** A name on one side that maps to nothing safe on the other: said once per name. */
   refused(side: 'file' | 'etcd', what: string, reason: string): void {
     if (this.refusedOnce.has(what)) return;
-    setBounded(this.refusedOnce, what, true, REMEMBERED_NAMES);
+    setBounded(this.refusedOnce, what, reason, REMEMBERED_NAMES);
     this.counters.refused++;
     // `from` tells the two apart without reading the message.
     if (side === 'etcd')

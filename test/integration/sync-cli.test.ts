@@ -206,6 +206,42 @@ describe('link-etcd sync as a process', () => {
     await expect(fetch(`${url}/health`)).rejects.toThrow();
   });
 
+  it('--local-etcd stops quietly on a Ctrl-C to its process group: exit 0, no warning, no stack trace', async () => {
+    const d = await dirs();
+    await writeFile(join(d.confDir, 'demo.conf'), '[S]\nk = 1\n');
+    const args = syncArgs(d, '--local-etcd', '--log-format=json').filter(
+      (a) => !a.startsWith('--endpoints='),
+    );
+    // Its own process group, as a shell gives a foreground job: the group's SIGINT is a terminal's Ctrl-C.
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const out = followOutput(child);
+    defer(() => child.kill('SIGKILL'));
+    await waitFor(() => out.lines.some((l) => l.msg === 'in sync; following both sides'), {
+      timeout: 30_000,
+    });
+    const url = String(out.lines.find((l) => typeof l.url === 'string')?.url);
+    // The child etcd is in a process group of its own (Linux /proc): the group's Ctrl-C does not reach it.
+    const groups = new Map<number, { ppid: number; pgrp: number }>();
+    for (const pid of (await readdir('/proc')).filter((n) => /^\d+$/.test(n))) {
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+      const fields = stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (fields) groups.set(Number(pid), { ppid: Number(fields[1]), pgrp: Number(fields[2]) });
+    }
+    const etcdChild = [...groups].find(([, g]) => g.ppid === child.pid);
+    expect(etcdChild).toBeDefined();
+    expect(etcdChild?.[1].pgrp).not.toBe(child.pid);
+    // A first run warns that it has no base yet: only what the stop says counts here.
+    const before = out.lines.length;
+    process.kill(-(child.pid as number), 'SIGINT');
+    expect(await out.code).toBe(0);
+    const loud = out.lines.slice(before).filter((l) => typeof l.level !== 'number' || l.level >= 40);
+    expect(loud).toEqual([]);
+    expect(out.stderr.join('')).toBe('');
+    expect(out.raw.slice(before).join('\n')).not.toMatch(/stack|retrying/i);
+    expect(out.lines.slice(before).map((l) => l.msg)).toContain('stopping: finishing writes in flight');
+    await expect(fetch(`${url}/health`)).rejects.toThrow();
+  });
+
   it('runs check_cmd on the staged file (a refusal keeps the old file) and a debounced reload_cmd', async () => {
     const d = await dirs();
     const reloads = join(d.stateDir, 'reloads.log');
