@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
+import { statusPage } from './status-page.js';
 
 export interface Probes {
   /** Ready: etcd answers, the first reconcile is done, no mass deletion is held back, the watch is live. */
@@ -7,6 +8,8 @@ export interface Probes {
   readonly registry: Registry;
   /** `GET /status`: what `link-etcd status --json` prints (status.ts StatusReport). */
   readonly status?: () => Promise<unknown>;
+  /** `GET /recent`: the last landed changes each way (status-page.ts RecentReport); with `status`, `/` serves the status page. */
+  readonly recent?: () => unknown;
 }
 
 /** `HOST:PORT` -> listen arguments; a usage error names the flag. */
@@ -43,7 +46,10 @@ export const HTTP_LIMITS: HttpLimits = {
   checkIntervalMs: 1_000,
 };
 
-/** `/healthz` (alive), `/readyz` (ready, with the reasons when not), `/status` (JSON) and `/metrics` (Prometheus text). */
+/**
+ * `/healthz` (alive), `/readyz` (ready, with the reasons when not), `/status` (JSON), `/metrics`
+ * (Prometheus text) and, with `status` and `recent`, the status page at `/` and `/recent` (JSON).
+ */
 export async function serveHttp(
   listen: { host: string; port: number },
   probes: Probes,
@@ -72,13 +78,20 @@ export async function serveHttp(
         res
           .writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' })
           .end(`${body}\n`);
+      } else if (path === '/recent' && probes.recent !== undefined) {
+        res
+          .writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' })
+          .end(`${JSON.stringify(probes.recent())}\n`);
+      } else if (path === '/' && probes.status !== undefined && probes.recent !== undefined) {
+        const page = statusPage();
+        res.writeHead(200, page.headers).end(page.body);
       } else if (path === '/metrics') {
         const body = await probes.registry.metrics();
         res.writeHead(200, { 'content-type': probes.registry.contentType }).end(body);
       } else {
         res
           .writeHead(404, { 'content-type': 'text/plain' })
-          .end('not found: try /healthz, /readyz, /status or /metrics\n');
+          .end('not found: try /, /healthz, /readyz, /status, /recent or /metrics\n');
       }
     })().catch((error: unknown) => {
       res.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(error)}\n`);

@@ -14,6 +14,7 @@ import { cliLogger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import type { CliIo } from './program.js';
 import { daemonStatus } from './status.js';
+import { RecentChanges } from './status-page.js';
 import { loadSyncSettings, type SyncKey, type SyncSettings } from './sync-settings.js';
 
 export interface SyncRun {
@@ -81,6 +82,7 @@ export async function runSync(
     failFatal = resolve;
   });
   let engine: SyncEngine | undefined;
+  const recent = new RecentChanges();
   const metrics = createMetrics(
     () => engine,
     () => middleware,
@@ -97,6 +99,8 @@ export async function runSync(
     rebuildBase: run.rebuildBase ?? false,
     fullReconcileMs: settings.fullReconcile * 1000,
     logger,
+    // The status page's recent changes: keys and reasons, never values.
+    onLanded: (direction, file, changes) => recent.record(direction, file, changes),
     onApplied: (direction, _keys, seconds) => metrics.propagation.observe({ direction }, seconds),
     onStage: (stage, seconds) => metrics.stages.observe({ stage }, seconds),
     onFatal: (error) => failFatal(error),
@@ -117,8 +121,10 @@ export async function runSync(
             return { ok: reasons.length === 0, reasons };
           },
           status: () => daemonStatus(running, confDir, settings.prefix, middleware),
+          recent: () => recent.report(),
         });
-  if (server) logger.info({ http: settings.http }, 'serving /healthz, /readyz, /status and /metrics');
+  if (server)
+    logger.info({ http: settings.http }, 'serving /, /healthz, /readyz, /status, /recent and /metrics');
 
   /**
    * SIGHUP: middleware.conf and sync.conf again, same state. The new

@@ -131,6 +131,11 @@ export class Apply {
     partly = false,
   ): void {
     this.parts.report.landed(direction, file, writes, extra, partly);
+    this.parts.options().onLanded?.(
+      direction,
+      file,
+      writes.map((w) => ({ op: w.value === undefined ? 'delete' : 'put', key: w.key, reason: w.reason })),
+    );
     const ms = this.parts.scheduler.landed(file, this.parts.report.failingFile(file));
     if (ms !== undefined) this.parts.options().onApplied?.(direction, writes.length, ms / 1000);
   }

@@ -56,6 +56,12 @@ export interface SyncOptions {
    * its landing goes.
    */
   readonly onStage?: (stage: PassStage, seconds: number) => void;
+  /** Called for each file's writes that landed: the direction, the file, and each key's operation and reason (never a value). */
+  readonly onLanded?: (
+    direction: 'to_etcd' | 'to_file',
+    file: string,
+    changes: ReadonlyArray<{ readonly op: 'put' | 'delete'; readonly key: string; readonly reason: string }>,
+  ) => void;
   /** Called when changes land: the direction, keys written, seconds since the change was first seen. */
   readonly onApplied?: (direction: 'to_etcd' | 'to_file', keys: number, seconds: number) => void;
 }
