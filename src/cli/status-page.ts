@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import type { Logger } from 'pino';
 
 /**
  * The status page at `/` of the `--http` endpoint: one self-contained HTML
