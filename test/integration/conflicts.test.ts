@@ -1,50 +1,26 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { EtcdServer } from '../harness/etcd.js';
 import { freePort } from '../harness/ports.js';
 import { waitFor } from '../harness/wait.js';
+import { CLI_MAIN, type CliDirs, useCliProcess } from '../support/cli-process.js';
 import { followOutput } from '../support/daemon-output.js';
-import { etcdValue, useEtcd } from '../support/lifecycle.js';
+import { etcdValue } from '../support/lifecycle.js';
 
-const main = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+const cliProcess = useCliProcess('conflicts');
+const { defer, dirs, cli } = cliProcess;
+const main = CLI_MAIN;
 let etcd: EtcdServer;
-let counter = 0;
-const { defer } = useEtcd((started) => {
-  etcd = started;
+beforeEach(() => {
+  etcd = cliProcess.etcd();
 });
 
-interface Dirs {
-  confDir: string;
-  stateDir: string;
-  prefix: string;
-}
-
-async function dirs(): Promise<Dirs> {
-  const confDir = await mkdtemp(join(tmpdir(), 'link-etcd-conflicts-conf-'));
-  const stateDir = await mkdtemp(join(tmpdir(), 'link-etcd-conflicts-state-'));
-  defer(() => rm(confDir, { recursive: true, force: true }));
-  defer(() => rm(stateDir, { recursive: true, force: true }));
-  return { confDir, stateDir, prefix: `/conflicts${counter++}/` };
-}
-
-function cli(d: Dirs, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [main, `--endpoints=${etcd.clientUrl}`, `--conf-dir=${d.confDir}`, ...args],
-      (error, stdout, stderr) => {
-        const code = error === null ? 0 : typeof error.code === 'number' ? error.code : 1;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
-
-function daemon(d: Dirs, ...extra: string[]): { child: ChildProcess; lines: Array<Record<string, unknown>> } {
+function daemon(
+  d: CliDirs,
+  ...extra: string[]
+): { child: ChildProcess; lines: Array<Record<string, unknown>> } {
   const child = spawn(
     process.execPath,
     [
