@@ -1,44 +1,18 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { EtcdServer } from '../harness/etcd.js';
 import { freePort } from '../harness/ports.js';
 import { waitFor } from '../harness/wait.js';
-import { CLI_MAIN, type CliDirs, useCliProcess } from '../support/cli-process.js';
-import { followOutput } from '../support/daemon-output.js';
+import { useCliProcess } from '../support/cli-process.js';
 import { etcdValue } from '../support/lifecycle.js';
 
 const cliProcess = useCliProcess('conflicts');
-const { defer, dirs, cli } = cliProcess;
-const main = CLI_MAIN;
+const { dirs, cli, daemon } = cliProcess;
 let etcd: EtcdServer;
 beforeEach(() => {
   etcd = cliProcess.etcd();
 });
-
-function daemon(
-  d: CliDirs,
-  ...extra: string[]
-): { child: ChildProcess; lines: Array<Record<string, unknown>> } {
-  const child = spawn(
-    process.execPath,
-    [
-      main,
-      `--endpoints=${etcd.clientUrl}`,
-      `--conf-dir=${d.confDir}`,
-      'sync',
-      `--state-dir=${d.stateDir}`,
-      `--prefix=${d.prefix}`,
-      '--log-format=json',
-      ...extra,
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  const { lines } = followOutput(child);
-  defer(() => child.kill('SIGKILL'));
-  return { child, lines };
-}
 
 describe('link-etcd conflicts', () => {
   it('lists a conflict made on purpose (secrets masked), resolves it keeping the loser on both sides, archives the record', async () => {

@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -7,13 +6,11 @@ import { Scheduler } from '../../src/sync/scheduler.js';
 import type { EtcdServer } from '../harness/etcd.js';
 import { freePort } from '../harness/ports.js';
 import { waitFor } from '../harness/wait.js';
-import { CLI_MAIN, type CliDirs, useCliProcess } from '../support/cli-process.js';
-import { followOutput } from '../support/daemon-output.js';
+import { type CliDirs, useCliProcess } from '../support/cli-process.js';
 import { ManualClock } from '../support/manual-clock.js';
 
 const cliProcess = useCliProcess('status');
-const { defer, dirs, cli } = cliProcess;
-const main = CLI_MAIN;
+const { dirs, cli, daemon } = cliProcess;
 let etcd: EtcdServer;
 beforeEach(() => {
   etcd = cliProcess.etcd();
@@ -21,29 +18,6 @@ beforeEach(() => {
 
 const status = (d: CliDirs, ...extra: string[]) =>
   cli(d, 'status', `--prefix=${d.prefix}`, `--state-dir=${d.stateDir}`, ...extra);
-
-function daemon(
-  d: CliDirs,
-  ...extra: string[]
-): { child: ChildProcess; lines: Array<Record<string, unknown>> } {
-  const child = spawn(
-    process.execPath,
-    [
-      main,
-      `--endpoints=${etcd.clientUrl}`,
-      `--conf-dir=${d.confDir}`,
-      'sync',
-      `--state-dir=${d.stateDir}`,
-      `--prefix=${d.prefix}`,
-      '--log-format=json',
-      ...extra,
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  const { lines } = followOutput(child);
-  defer(() => child.kill('SIGKILL'));
-  return { child, lines };
-}
 
 describe('link-etcd status', () => {
   it("the daemon's pending files are the scheduler's dirty ones, as a copy, until their pass ran", async () => {

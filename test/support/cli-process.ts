@@ -1,9 +1,10 @@
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { EtcdServer } from '../harness/etcd.js';
+import { followOutput } from './daemon-output.js';
 import { useEtcd } from './lifecycle.js';
 
 /** The built CLI, as `npm test` builds it before the tests. */
@@ -30,6 +31,8 @@ export function useCliProcess(name: string): {
   defer: (cleanup: () => unknown) => void;
   dirs: () => Promise<CliDirs>;
   cli: (d: CliDirs, ...args: string[]) => Promise<CliResult>;
+  /** `link-etcd sync` running on the dirs (JSON logs), killed after the test. */
+  daemon: (d: CliDirs, ...extra: string[]) => { child: ChildProcess; lines: Array<Record<string, unknown>> };
 } {
   let etcd: EtcdServer | undefined;
   let counter = 0;
@@ -49,6 +52,25 @@ export function useCliProcess(name: string): {
       defer(() => rm(confDir, { recursive: true, force: true }));
       defer(() => rm(stateDir, { recursive: true, force: true }));
       return { confDir, stateDir, prefix: `/${name}${counter++}/` };
+    },
+    daemon(d, ...extra) {
+      const child = spawn(
+        process.execPath,
+        [
+          CLI_MAIN,
+          `--endpoints=${current().clientUrl}`,
+          `--conf-dir=${d.confDir}`,
+          'sync',
+          `--state-dir=${d.stateDir}`,
+          `--prefix=${d.prefix}`,
+          '--log-format=json',
+          ...extra,
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      const { lines } = followOutput(child);
+      defer(() => child.kill('SIGKILL'));
+      return { child, lines };
     },
     cli: (d, ...args) =>
       new Promise((resolve) => {
