@@ -72,11 +72,12 @@ export class Apply {
       this.parts.scheduler.retrySoon(result.file);
       return;
     }
+    const before = this.before(result.writes);
     for (const w of result.writes) {
       const entry = w.value === undefined ? undefined : { value: w.value, modRevision: result.revision };
       this.parts.base.set(w.key, entry, result.file);
     }
-    this.landed('to_etcd', result.file, result.writes, { revision: result.revision }, partly);
+    this.landed('to_etcd', result.file, result.writes, { revision: result.revision }, partly, before);
   }
 
   async files(plan: Plan, fileOf: (key: string) => string): Promise<void> {
@@ -96,11 +97,12 @@ export class Apply {
           }
           return;
         }
+        const before = this.before(result.writes);
         for (const w of result.writes) {
           const entry = w.value === undefined ? undefined : { value: w.value, modRevision: w.revision };
           this.parts.base.set(w.key, entry, result.file);
         }
-        this.landed('to_file', result.file, result.writes);
+        this.landed('to_file', result.file, result.writes, {}, false, before);
         if (result.outcome === 'written') written.push(result.file);
       },
     );
@@ -123,14 +125,23 @@ export class Apply {
     }
   }
 
+  /** What both sides agreed on before these writes (the value a log line says changed), when the log shows it. */
+  private before(
+    writes: ReadonlyArray<{ key: string }>,
+  ): ReadonlyMap<string, string | undefined> | undefined {
+    if (!this.parts.logger.isLevelEnabled('info')) return undefined;
+    return new Map(writes.map((w) => [w.key, this.parts.base.get(w.key)?.value]));
+  }
+
   private landed(
     direction: 'to_etcd' | 'to_file',
     file: string,
     writes: ReadonlyArray<{ key: string; value: string | undefined; reason: string }>,
     extra: Record<string, unknown> = {},
     partly = false,
+    before?: ReadonlyMap<string, string | undefined>,
   ): void {
-    this.parts.report.landed(direction, file, writes, extra, partly);
+    this.parts.report.landed(direction, file, writes, extra, partly, before);
     this.parts.options().onLanded?.(
       direction,
       file,

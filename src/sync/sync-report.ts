@@ -234,12 +234,22 @@ export class SyncReport {
     extra: Record<string, unknown>,
     /** Only some of the file's writes landed (deletions under NOSPACE): it is still failing. */
     partly = false,
+    /** The values before (the base's), for `[op, key, reason, from, to]`, masked as every logged value is. */
+    before?: ReadonlyMap<string, string | undefined>,
   ): void {
     if (!partly) this.unstuck(file, direction);
     if (this.logger.isLevelEnabled('info')) {
+      const shown = (key: string, value: string | undefined) =>
+        value === undefined ? null : maskValue(key, value);
       const changes = writes
         .slice(0, LOGGED_KEYS)
-        .map((w) => [w.value === undefined ? 'delete' : 'put', w.key, w.reason]);
+        .map((w) => [
+          w.value === undefined ? 'delete' : 'put',
+          w.key,
+          w.reason,
+          shown(w.key, before?.get(w.key)),
+          shown(w.key, w.value),
+        ]);
       this.logger.info(
         { file, ...extra, keys: writes.length, changes },
         direction === 'to_etcd' ? 'written to etcd' : 'written to the file',

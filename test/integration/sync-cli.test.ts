@@ -320,7 +320,12 @@ setInterval(() => {}, 1000);
     await writeFile(join(d.confDir, 'app.conf'), '[S]\nk = 1\n');
     const { stdout } = await run(process.execPath, syncArgs(d, '--once', '--log-format=pretty'));
     const lines = stdout.split('\n').filter((l) => l !== '');
-    expect(lines.some((l) => /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: written to etcd/.test(l))).toBe(true);
+    // One line a change, as a person reads it (issue 14): file, section, key, before -> after, direction.
+    expect(lines).toContainEqual(
+      expect.stringMatching(
+        /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: app\.conf \[S\] k: \(none\) -> 1 \(file -> etcd\)$/,
+      ),
+    );
     expect(lines.every((l) => !l.startsWith('{'))).toBe(true);
   });
 

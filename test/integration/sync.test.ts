@@ -99,7 +99,7 @@ describe('link-etcd sync (real etcd, real files)', () => {
     const pushes = f.lines.filter(
       (l) => l.msg === 'written to etcd' && JSON.stringify(l.changes).includes(key),
     );
-    expect(pushes.map((l) => l.changes)).toEqual([[['put', key, 'new in the file']]]);
+    expect(pushes.map((l) => l.changes)).toEqual([[['put', key, 'new in the file', null, '1']]]);
   });
 
   it('merges edits made on both sides while it was stopped; a conflict keeps the winner on both sides and records the loser', async () => {
