@@ -28,6 +28,8 @@ export interface ConflictEntry {
   /** undefined: the winner deleted the key. */
   readonly winnerValue: string | undefined;
   readonly loserValue: string;
+  /** The conflict policy that decided (records from before it was written down have none). */
+  readonly policy?: string;
 }
 
 /** An entry as it may be printed or served: values of secret-looking keys masked, and its state now. */
@@ -41,6 +43,8 @@ export interface ShownConflict {
   readonly loser: Side;
   readonly winnerValue: string | null;
   readonly loserValue: string;
+  /** The conflict policy that decided, or null when the record does not say. */
+  readonly policy: string | null;
   /**
    * `open`: the winner's value is on both sides, as the daemon left it;
    * `edited`: the file (or etcd) holds something else since: resolved by hand.
@@ -79,6 +83,8 @@ export function parseRecord(record: string, text: string): ConflictEntry[] {
   const dir = record.includes('/') ? record.slice(0, record.lastIndexOf('/') + 1) : '';
   const file = `${dir}${m[1]}`;
   const header = /^; link-etcd conflict record, (\S+)/.exec(text);
+  // Records written before the policy line have none.
+  const policy = /^; policy: (\S+)$/m.exec(text)?.[1];
   const at = header?.[1] ?? (m[2] as string).replace(/T(\d\d)-(\d\d)-(\d\d)-(\d{3})Z$/, 'T$1:$2:$3.$4Z');
   const values = parseIni(text, record).sections;
   const out: ConflictEntry[] = [];
@@ -98,7 +104,17 @@ export function parseRecord(record: string, text: string): ConflictEntry[] {
       const key = line.slice(0, line.indexOf('=')).trim();
       const loserText = values.get(section)?.get(key);
       const loserValue = loserText === undefined ? undefined : decodeValue(loserText);
-      if (loserValue !== undefined) out.push({ record, file, section, key, at, ...pending, loserValue });
+      if (loserValue !== undefined)
+        out.push({
+          record,
+          file,
+          section,
+          key,
+          at,
+          ...pending,
+          loserValue,
+          ...(policy === undefined ? {} : { policy }),
+        });
       pending = undefined;
     }
   }
@@ -156,6 +172,7 @@ export async function showConflicts(
       loser: e.loser,
       winnerValue: mask(e.winnerValue),
       loserValue: maskValue(e.key, e.loserValue),
+      policy: e.policy ?? null,
       state: winnerInPlace ? 'open' : 'edited',
       fileValue: mask(fileValue),
       etcdValue: mask(etcdValue),
@@ -169,7 +186,7 @@ export function describeConflicts(shown: readonly ShownConflict[]): string[] {
   if (shown.length === 0) return ['no open conflicts'];
   return shown.map(
     (c) =>
-      `${c.file} [${c.section}] ${c.key}: ${c.winner} won with ${c.winnerValue ?? '(deleted)'}, ${c.loser} lost ${c.loserValue} (${c.at}, ${c.record})${c.state === 'edited' ? ' - edited since: resolved by hand?' : ''}`,
+      `${c.file} [${c.section}] ${c.key}: ${c.winner} won with ${c.winnerValue ?? '(deleted)'}${c.policy === null ? '' : ` (${c.policy})`}, ${c.loser} lost ${c.loserValue} (${c.at}, ${c.record})${c.state === 'edited' ? ' - edited since: resolved by hand?' : ''}`,
   );
 }
 

@@ -113,7 +113,7 @@ export class Apply {
   async conflicts(plan: Plan, fileOf: (key: string) => string): Promise<void> {
     for (const [file, list] of groupBy(plan.conflicts, (c) => fileOf(c.key))) {
       const record = await this.parts.files
-        .recordConflicts(file, list, new Date())
+        .recordConflicts(file, list, new Date(), this.parts.options().policy ?? SYNC_DEFAULTS.conflict)
         .catch((error: unknown) => {
           this.parts.logger.error(
             { err: error, file },

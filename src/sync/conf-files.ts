@@ -263,6 +263,7 @@ export async function writeConflictRecord(
   confPath: string,
   conflicts: readonly Conflict[],
   at: Date,
+  policy?: string,
 ): Promise<string> {
   const stamp = at.toISOString().replace(/[:.]/g, '-');
   const file = join(confDir, `${confPath}.conflict-${stamp}`);
@@ -270,6 +271,7 @@ export async function writeConflictRecord(
     `; link-etcd conflict record, ${at.toISOString()}`,
     '; Both the file and etcd changed these keys since they last agreed.',
     '; The values below LOST; the winner is in the file and in etcd.',
+    ...(policy === undefined ? [] : [`; policy: ${policy}`]),
   ];
   const bySection = new Map<string, string[]>();
   for (const c of conflicts) {

@@ -185,7 +185,7 @@ export class FileSide {
   }
 
   /** Keeps the losing values of conflicts next to their file; resolves with the record's path. */
-  recordConflicts(file: string, conflicts: readonly Conflict[], at: Date): Promise<string> {
-    return writeConflictRecord(this.confDir, this.layout, file, conflicts, at);
+  recordConflicts(file: string, conflicts: readonly Conflict[], at: Date, policy?: string): Promise<string> {
+    return writeConflictRecord(this.confDir, this.layout, file, conflicts, at, policy);
   }
 }

@@ -40,11 +40,11 @@ describe('link-etcd conflicts', () => {
       ['app.conf', 'S', 'k', 'etcd', 'file', 'open'],
     ]);
     const k = entries.find((e) => e.key === 'k');
-    expect(k).toMatchObject({ winnerValue: 'from-etcd', loserValue: 'from-file' });
+    expect(k).toMatchObject({ winnerValue: 'from-etcd', loserValue: 'from-file', policy: 'etcd-wins' });
     const secret = entries.find((e) => e.key === 'db_password');
     expect(secret).toMatchObject({ winnerValue: '***', loserValue: '***' });
     const text = await cli(d, 'conflicts', `--prefix=${d.prefix}`);
-    expect(text.stdout).toContain('app.conf [S] k: etcd won with from-etcd, file lost from-file');
+    expect(text.stdout).toContain('app.conf [S] k: etcd won with from-etcd (etcd-wins), file lost from-file');
     expect(text.stdout + listed.stdout).not.toContain('secret');
 
     // The daemon's status names the conflict and exits 1.
