@@ -1,11 +1,11 @@
-import { readdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeValue } from '../ini/escape.js';
 import { parseIni } from '../ini/parse.js';
 import { keyOf, layout } from '../layout/mapping.js';
-import { isSkippedFolder } from '../layout/mirrored.js';
 import type { EtcdMiddleware } from '../middleware/middleware.js';
 import { maskValue } from '../secrets.js';
+import { scanConfDir } from '../sync/conf-files.js';
 
 /** `<conf path>.conflict-<stamp>`: written by the daemon (sync/conf-files.ts writeConflictRecord). */
 const OPEN_RECORD = /^(.+\.conf)\.conflict-(\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z)$/;
@@ -33,16 +33,8 @@ export interface ConflictEntry {
 }
 
 /** An entry as it may be printed or served: values of secret-looking keys masked, and its state now. */
-export interface ShownConflict {
-  readonly record: string;
-  readonly file: string;
-  readonly section: string;
-  readonly key: string;
-  readonly at: string;
-  readonly winner: Side;
-  readonly loser: Side;
+export interface ShownConflict extends Omit<ConflictEntry, 'winnerValue' | 'policy'> {
   readonly winnerValue: string | null;
-  readonly loserValue: string;
   /** The conflict policy that decided, or null when the record does not say. */
   readonly policy: string | null;
   /**
@@ -55,19 +47,10 @@ export interface ShownConflict {
 }
 
 /** Every open conflict record under the conf dir, relative paths, sorted. */
-export async function findRecords(confDir: string): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (rel: string): Promise<void> => {
-    if (isSkippedFolder(rel)) return;
-    const entries = await readdir(join(confDir, rel), { withFileTypes: true }).catch(() => []);
-    for (const entry of entries) {
-      const path = rel === '' ? entry.name : `${rel}/${entry.name}`;
-      if (entry.isDirectory()) await walk(path);
-      else if (entry.isFile() && OPEN_RECORD.test(entry.name)) out.push(path);
-    }
-  };
-  await walk('');
-  return out.sort();
+export function findRecords(confDir: string): Promise<string[]> {
+  return scanConfDir(confDir, '', (path) => OPEN_RECORD.test(path.slice(path.lastIndexOf('/') + 1))).catch(
+    () => [] as string[],
+  );
 }
 
 /** A value as the engine reads it back from what encodeValue wrote (quoted forms decoded). */

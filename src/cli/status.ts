@@ -1,8 +1,6 @@
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { layout } from '../layout/mapping.js';
-import { isMirrored, isSkippedFolder } from '../layout/mirrored.js';
 import type { EtcdMiddleware } from '../middleware/middleware.js';
+import { scanConfDir } from '../sync/conf-files.js';
 import { SyncEngine } from '../sync/engine.js';
 import type { Blocked } from '../sync/guard.js';
 import type { ConflictPolicy } from '../sync/merge.js';
@@ -61,20 +59,9 @@ export interface StatusReport {
   readonly counters: Readonly<SyncCounters> | null;
 }
 
-/** Mirrored conf files under the conf dir, relative, sorted. */
-async function mirroredFiles(confDir: string): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (rel: string): Promise<void> => {
-    if (isSkippedFolder(rel)) return;
-    const entries = await readdir(join(confDir, rel), { withFileTypes: true }).catch(() => []);
-    for (const entry of entries) {
-      const path = rel === '' ? entry.name : `${rel}/${entry.name}`;
-      if (entry.isDirectory()) await walk(path);
-      else if (entry.isFile() && isMirrored(path)) out.push(path);
-    }
-  };
-  await walk('');
-  return out;
+/** Mirrored conf files under the conf dir, relative, sorted (none when it is missing). */
+function mirroredFiles(confDir: string): Promise<string[]> {
+  return scanConfDir(confDir).catch(() => [] as string[]);
 }
 
 interface Parts {

@@ -51,7 +51,12 @@ export type FileSnapshot =
 const EMPTY: ReadonlyMap<string, string> = new Map();
 
 /** Every mirrored conf path under `confDir`, never following a symlink out of it. */
-export async function scanConfDir(confDir: string, under = ''): Promise<string[]> {
+export async function scanConfDir(
+  confDir: string,
+  under = '',
+  /** Which files to list (default: the mirrored ones): conflict records, for `link-etcd conflicts`. */
+  keep: (confPath: string) => boolean = isMirrored,
+): Promise<string[]> {
   const root = await realpath(confDir);
   const found: string[] = [];
   const walk = async (dir: string, rel: string): Promise<void> => {
@@ -69,7 +74,7 @@ export async function scanConfDir(confDir: string, under = ''): Promise<string[]
       // Links are not followed: through one, a path could reach link/etcd/, loop, or leave the conf dir.
       if (info?.isDirectory()) {
         if (!isSkippedFolder(childRel)) await walk(abs, childRel);
-      } else if (info?.isFile() && isMirrored(childRel)) found.push(childRel);
+      } else if (info?.isFile() && keep(childRel)) found.push(childRel);
     }
   };
   await walk(under === '' ? root : join(root, under), under);
