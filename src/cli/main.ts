@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 import { runCli } from './program.js';
 
+// `on`, not `once`: a terminal's Ctrl-C under `npm start` arrives twice (from the terminal and
+// forwarded by npm), and a second SIGINT with no listener would kill the stopping daemon.
 const stopped = new Promise<void>((resolve) => {
-  process.once('SIGINT', resolve);
-  process.once('SIGTERM', resolve);
+  process.on('SIGINT', () => resolve());
+  process.on('SIGTERM', () => resolve());
 });
 
 const code = await runCli(process.argv.slice(2), {

@@ -29,9 +29,13 @@ export class BaseStore {
 
   /**
    * Loads the journal of this conf dir, prefix and cluster (however the
-   * endpoints are spelled). Returns why it could not be used, if it could not.
+   * endpoints are spelled). Returns why it could not be used, if it could
+   * not, and whether it was simply never written (a first start).
    */
-  async load(clusterId: string, fileOf: (key: string) => string | undefined): Promise<string | undefined> {
+  async load(
+    clusterId: string,
+    fileOf: (key: string) => string | undefined,
+  ): Promise<{ readonly reason: string; readonly first: boolean } | undefined> {
     this.journal = journalPath(this.where.stateDir, this.where.confDir, this.where.prefix, clusterId);
     const loaded = await loadBase(this.journal);
     this.base = loaded.base;
@@ -43,7 +47,7 @@ export class BaseStore {
       const file = fileOf(key);
       if (file !== undefined) this.index.add(file, key);
     }
-    return loaded.ok ? undefined : loaded.reason;
+    return loaded.ok ? undefined : { reason: loaded.reason, first: loaded.first };
   }
 
   /**

@@ -230,13 +230,19 @@ export class SyncEngine {
     await this.followEtcd();
     this.clusterId = await this.options.middleware.clusterId();
     const problem = this.options.rebuildBase
-      ? 'the base is rebuilt (--rebuild-base)'
+      ? { reason: 'the base is rebuilt (--rebuild-base)', first: false }
       : await this.base.load(this.clusterId, (key) => this.etcd.fileOf(key));
     if (this.options.rebuildBase) this.base.forget(this.clusterId);
     // Missing (a first run, or a lost state dir), corrupt or dropped on purpose: the union of both sides
-    // brings back what was deleted on one side since the lost base, and deletes nothing.
-    if (problem !== undefined)
-      this.logger.warn({ journal: this.base.journalFile }, `${problem}: merging both sides as a union`);
+    // brings back what was deleted on one side since the lost base, and deletes nothing. With etcd
+    // empty on a first start there is nothing a union could bring back: no cause for a warning.
+    if (problem !== undefined) {
+      const quiet = problem.first && this.etcd.isEmpty();
+      this.logger[quiet ? 'info' : 'warn'](
+        { journal: this.base.journalFile },
+        `${problem.reason}: merging both sides as a union`,
+      );
+    }
     // A dry run plans once and writes nothing: no etcd change may start a pass behind its back.
     if (!dryRun) this.scheduler.open();
   }

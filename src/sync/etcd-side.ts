@@ -111,6 +111,11 @@ export class EtcdSide {
     return this.index.files();
   }
 
+  /** No mirrored key under the prefix. */
+  isEmpty(): boolean {
+    return this.index.files().next().done === true;
+  }
+
   /** The keys etcd holds for one file, with their values and revisions. */
   *entriesOf(file: string): IterableIterator<readonly [string, EtcdEntry]> {
     for (const key of this.index.keysOf(file)) {

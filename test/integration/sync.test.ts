@@ -53,6 +53,22 @@ describe('link-etcd sync (real etcd, real files)', () => {
     expect(await etcdValue(`${f.prefix}myproject/app.conf/NEW/key`)).toBe(' spaced; #value ');
   });
 
+  it('starts quietly the first time (etcd empty), but warns when a missing base meets keys on both sides', async () => {
+    const f = await fixture();
+    await writeFile(join(f.confDir, 'app.conf'), APP);
+    await f.start();
+    const unionLine = () => f.lines.find((l) => String(l.msg).endsWith('merging both sides as a union'));
+    expect(unionLine()).toMatchObject({ level: 30, msg: 'no base journal yet: merging both sides as a union' });
+    expect(f.lines.filter((l) => Number(l.level) >= 40)).toEqual([]);
+    await f.stop();
+
+    // The state dir lost while etcd holds the keys: a union may bring deleted keys back, so say so.
+    await rm(f.stateDir, { recursive: true, force: true });
+    f.lines.length = 0;
+    await f.start();
+    expect(unionLine()).toMatchObject({ level: 40 });
+  });
+
   it('follows editor save patterns: sed -i, rename-save, truncate-then-write, two writes 10 ms apart', async () => {
     const f = await fixture();
     const file = join(f.confDir, 'app.conf');
