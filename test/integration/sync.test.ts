@@ -58,7 +58,10 @@ describe('link-etcd sync (real etcd, real files)', () => {
     await writeFile(join(f.confDir, 'app.conf'), APP);
     await f.start();
     const unionLine = () => f.lines.find((l) => String(l.msg).endsWith('merging both sides as a union'));
-    expect(unionLine()).toMatchObject({ level: 30, msg: 'no base journal yet: merging both sides as a union' });
+    expect(unionLine()).toMatchObject({
+      level: 30,
+      msg: 'no base journal yet: merging both sides as a union',
+    });
     expect(f.lines.filter((l) => Number(l.level) >= 40)).toEqual([]);
     await f.stop();
 
