@@ -5,11 +5,17 @@ import { Etcd3 } from 'etcd3';
 import { writeFileAtomic } from '../src/files/atomic-write.js';
 import { now, type Summary, sleep, summarize } from './stats.js';
 
-/** Raw etcd3 put -> watch event on the same client: the etcd part of the floor. */
-export async function etcdPutToWatch(endpoint: string, samples: number): Promise<Summary> {
-  const client = new Etcd3({ hosts: endpoint });
-  const watcher = await client.watch().key('/floor/k').create();
-  const times: number[] = [];
+/**
+ * The etcd part of the file -> etcd floor: a put from one client, timed
+ * until its reply (`ack`) and until a watcher on another client sees it
+ * (`watch`), which is where the file -> etcd figure stops its clock.
+ */
+export async function etcdPut(endpoint: string, samples: number): Promise<{ ack: Summary; watch: Summary }> {
+  const writer = new Etcd3({ hosts: endpoint });
+  const reader = new Etcd3({ hosts: endpoint });
+  const watcher = await reader.watch().key('/floor/k').create();
+  const acks: number[] = [];
+  const watches: number[] = [];
   let pending: ((t: number) => void) | undefined;
   watcher.on('put', () => pending?.(now()));
   for (let i = 0; i < samples; i++) {
@@ -17,16 +23,18 @@ export async function etcdPutToWatch(endpoint: string, samples: number): Promise
       pending = r;
     });
     const start = now();
-    await client.put('/floor/k').value(String(i));
-    times.push((await seen) - start);
-    await sleep(2);
+    await writer.put('/floor/k').value(String(i));
+    acks.push(now() - start);
+    watches.push((await seen) - start);
+    await sleep(2); // paced, not back-to-back
   }
   await watcher.cancel();
-  client.close();
-  return summarize(times);
+  writer.close();
+  reader.close();
+  return { ack: summarize(acks), watch: summarize(watches) };
 }
 
-/** One atomic file write (temp, fsync, rename, folder fsync). */
+/** One atomic file write (temp, fsync, rename, folder fsync): what durability costs a change to a file. */
 export async function atomicWrite(dir: string, samples: number): Promise<Summary> {
   const times: number[] = [];
   for (let i = 0; i < samples; i++) {
@@ -37,7 +45,7 @@ export async function atomicWrite(dir: string, samples: number): Promise<Summary
   return summarize(times);
 }
 
-/** Plain write -> fs.watch event on its folder: the detection part of the floor, with the detector the bench uses. */
+/** Plain write -> fs.watch event on its folder: the detection part of the file -> etcd floor. */
 export async function fileEventDetection(dir: string, samples: number): Promise<Summary> {
   const file = join(dir, 'detect.conf');
   await writeFile(file, 'x');
@@ -54,7 +62,7 @@ export async function fileEventDetection(dir: string, samples: number): Promise<
     await writeFile(file, `v${i}`);
     times.push((await seen) - start);
     pending = undefined;
-    await sleep(5);
+    await sleep(5); // paced, not back-to-back
   }
   watcher.close();
   return summarize(times);

@@ -1,91 +1,148 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFile, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { startEtcd } from '../test/harness/etcd.js';
 import { freePort } from '../test/harness/ports.js';
-import { bulk, checkCost, rss } from './bulk.js';
-import { atomicWrite, etcdPutToWatch, fileEventDetection } from './floor.js';
-import { etcdToFile, fileToEtcd, stageMeans, startDaemon } from './propagation.js';
-import type { Summary } from './stats.js';
+import { bulk, checkCost } from './bulk.js';
+import { coldCatchUp } from './catch-up.js';
+import { startDaemon } from './daemon.js';
+import { etcdToFileBackToBack, etcdToFilePaced } from './etcd-to-file.js';
+import { fileToEtcdBackToBack, fileToEtcdPaced } from './file-to-etcd.js';
+import { atomicWrite, etcdPut, fileEventDetection } from './floor.js';
+import { rss } from './memory.js';
+import { latencyTable, type Measured, type Previous, rows, rowsTable, stagesLine } from './report.js';
+import { stageMeans, stageTotals } from './stages.js';
+import { now, round } from './stats.js';
+import { removeTempDirs, tempDir, tempDirs } from './temp.js';
 
 const SAMPLES = 200;
+/** Issue 12: etcd puts at least 30 ms apart; file writes 60 ms apart, an editor's pace. */
+const ETCD_PACE_MS = 30;
+const FILE_PACE_MS = 60;
 const main = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 const resultsFile = fileURLToPath(new URL('../../bench/results.json', import.meta.url));
 
-const row = (name: string, s: Summary, target = '') =>
-  `${name.padEnd(34)} ${String(s.p50).padStart(8)} ${String(s.p99).padStart(8)} ${String(s.max).padStart(8)} ${String(s.n).padStart(5)}  ${target}`;
+const started = now();
+const step = (what: string) =>
+  console.log(`[${((now() - started) / 1000).toFixed(0).padStart(3)} s] ${what}`);
+
+/** The last run's results, read before this run overwrites them: the bulk figures are compared with it. */
+async function readPrevious(): Promise<Previous | undefined> {
+  try {
+    return JSON.parse(await readFile(resultsFile, 'utf8')) as Previous;
+  } catch {
+    return undefined;
+  }
+}
+
+/** etcd -> file and file -> etcd through one `link-etcd sync` process, with its CPU time and pass stages. */
+async function propagation(
+  endpoint: string,
+): Promise<Pick<Measured, 'etcdToFile'> & { f2e: Omit<Measured['fileToEtcd'], 'floor'> }> {
+  const { confDir, stateDir } = await tempDirs('propagation');
+  const http = `127.0.0.1:${await freePort()}`;
+  const prefix = '/b/';
+  const daemon = await startDaemon({ main, endpoint, confDir, stateDir, prefix, http });
+  try {
+    const common = { endpoint, confDir, prefix, samples: SAMPLES };
+    const atStart = await stageTotals(http);
+    step(`etcd -> file, ${SAMPLES} puts ${ETCD_PACE_MS} ms apart`);
+    const paced = await etcdToFilePaced({ ...common, daemonPid: daemon.pid, intervalMs: ETCD_PACE_MS });
+    step(`etcd -> file, ${SAMPLES} puts back-to-back`);
+    const backToBack = await etcdToFileBackToBack(common);
+    const afterEtcdToFile = await stageTotals(http);
+    step(`file -> etcd, ${SAMPLES} writes ${FILE_PACE_MS} ms apart`);
+    const f2ePaced = await fileToEtcdPaced({ ...common, daemonPid: daemon.pid, intervalMs: FILE_PACE_MS });
+    step(`file -> etcd, ${SAMPLES} writes back-to-back`);
+    const f2eBackToBack = await fileToEtcdBackToBack(common);
+    const afterFileToEtcd = await stageTotals(http);
+    return {
+      etcdToFile: { paced, backToBack, passStages: stageMeans(atStart, afterEtcdToFile) },
+      f2e: {
+        paced: f2ePaced,
+        backToBack: f2eBackToBack,
+        passStages: stageMeans(afterEtcdToFile, afterFileToEtcd),
+      },
+    };
+  } finally {
+    await daemon.stop();
+  }
+}
+
+async function measure(endpoint: string): Promise<Measured> {
+  step('floor: etcd put, atomic file write, file event');
+  const floorDir = await tempDir('floor');
+  const floor = {
+    etcdPut: await etcdPut(endpoint, SAMPLES),
+    atomicWrite: await atomicWrite(floorDir, SAMPLES),
+    fileEventDetection: await fileEventDetection(floorDir, SAMPLES),
+  };
+  const { etcdToFile, f2e } = await propagation(endpoint);
+  step('cold catch-up of 10,000 keys in 10 files');
+  const catchUp = await coldCatchUp(main, endpoint);
+  step('RSS with 10,000 keys (10 s idle)');
+  const keys10k = await rss({ main, endpoint, prefix: '/rss-10k/', files: 10, keysPerFile: 1000 });
+  step('RSS with 100,000 keys (10 s idle)');
+  const keys100k = await rss({ main, endpoint, prefix: '/rss-100k/', files: 1000, keysPerFile: 100 });
+  step("full reconcile's check of 100,000 keys");
+  const check = await checkCost(endpoint, '/rss-100k/');
+  step('bulk 10,000 keys in 1,000 files, each way (median of 5 runs each)');
+  const bulkResult = await bulk(endpoint);
+  return {
+    floor,
+    etcdToFile,
+    fileToEtcd: {
+      // What a change detected by fs.watch and then put must take at least, up to the bench's etcd watcher.
+      floor: {
+        p50: round(floor.fileEventDetection.p50 + floor.etcdPut.watch.p50),
+        p99: round(floor.fileEventDetection.p99 + floor.etcdPut.watch.p99),
+      },
+      ...f2e,
+    },
+    catchUp,
+    memory: { keys10k, keys100k },
+    bulk: bulkResult,
+    check,
+  };
+}
 
 async function main_(): Promise<void> {
+  const previous = await readPrevious();
   const etcd = await startEtcd();
+  let m: Measured;
   try {
-    const dir = await mkdtemp(join(tmpdir(), 'link-etcd-bench-'));
-    console.log('measuring the floor...');
-    const floor = {
-      etcdPutToWatch: await etcdPutToWatch(etcd.endpoint, SAMPLES),
-      atomicWrite: await atomicWrite(dir, SAMPLES),
-      fileEventDetection: await fileEventDetection(dir, SAMPLES),
-    };
-    const floorP50 = floor.etcdPutToWatch.p50 + floor.atomicWrite.p50 + floor.fileEventDetection.p50;
-
-    console.log('measuring propagation through a link-etcd sync process...');
-    const confDir = await mkdtemp(join(tmpdir(), 'link-etcd-bench-conf-'));
-    const stateDir = await mkdtemp(join(tmpdir(), 'link-etcd-bench-state-'));
-    const http = `127.0.0.1:${await freePort()}`;
-    const daemon = await startDaemon({
-      main,
-      endpoint: etcd.endpoint,
-      confDir,
-      stateDir,
-      prefix: '/b/',
-      http,
-    });
-    const e2f = await etcdToFile(etcd.endpoint, confDir, '/b/', SAMPLES, 20);
-    // Where an etcd -> file change spends its time inside a pass (the rest is the watch and the event loop).
-    const stages = await stageMeans(http);
-    const f2e = await fileToEtcd(etcd.endpoint, confDir, '/b/', SAMPLES, 60);
-    await daemon.stop();
-
-    console.log('measuring bulk mirroring and memory...');
-    const bulkResult = await bulk(etcd.endpoint);
-    const memory = await rss(main, etcd.endpoint);
-    const check = await checkCost(etcd.endpoint);
-
-    const lines = [
-      '',
-      `${'latency (ms)'.padEnd(34)} ${'p50'.padStart(8)} ${'p99'.padStart(8)} ${'max'.padStart(8)} ${'n'.padStart(5)}  target`,
-      row('floor: etcd3 put -> watch', floor.etcdPutToWatch),
-      row('floor: atomic file write', floor.atomicWrite),
-      row('floor: file event detection', floor.fileEventDetection),
-      `${'floor: sum of p50s'.padEnd(34)} ${floorP50.toFixed(2).padStart(8)}`,
-      row('etcd -> file', e2f, `p50 <= ${(floorP50 + 2).toFixed(2)} (floor + 2), p99 <= 25`),
-      row('file -> etcd', f2e, 'p50 <= 30, p99 <= 100'),
-      `etcd -> file, mean per pass step (ms): ${Object.entries(stages)
-        .map(([stage, { ms }]) => `${stage} ${ms}`)
-        .join(', ')}`,
-      '',
-      `bulk 10,000 keys in 1,000 files, files -> etcd: ${Math.round(bulkResult.filesToEtcdMs)} ms (target <= 2000)`,
-      `bulk 10,000 keys in 1,000 files, etcd -> files: ${Math.round(bulkResult.etcdToFilesMs)} ms (target <= 2000)`,
-      `100,000 keys mirrored: RSS ${memory.rssMb} MB steady (target <= 250), ${memory.justSyncedMb} MB just after the initial sync, peak ${memory.peakMb} MB; initial sync ${memory.initialSyncMs} ms`,
-      `full reconcile's check of etcd: ${check.keys.toLocaleString('en')} keys read in ${check.ms} ms (once per full reconcile, every 300 s by default)`,
-    ];
-    console.log(lines.join('\n'));
-    const results = {
-      date: new Date().toISOString(),
-      machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
-      floor: { ...floor, p50Sum: floorP50 },
-      etcdToFile: e2f,
-      fileToEtcd: f2e,
-      passStages: stages,
-      bulk: bulkResult,
-      memory,
-      check,
-    };
-    await writeFile(resultsFile, `${JSON.stringify(results, null, 2)}\n`);
-    console.log(`\nwritten to bench/results.json`);
+    m = await measure(etcd.endpoint);
   } finally {
     await etcd.cleanup();
+    await removeTempDirs();
   }
+  step('done');
+  const table = rows(m, previous);
+  const { catchUp, memory } = m;
+  console.log(
+    [
+      '',
+      latencyTable(m),
+      '',
+      `etcd -> file, mean ms per pass stage: ${stagesLine(m.etcdToFile.passStages)}`,
+      `file -> etcd, mean ms per pass stage: ${stagesLine(m.fileToEtcd.passStages)}`,
+      `cold catch-up: files right at ${catchUp.perFileMs.join(', ')} ms; ${Math.round(catchUp.logBytes / 1024)} KB logged`,
+      ...[memory.keys10k, memory.keys100k].map(
+        (x) =>
+          `${x.keys.toLocaleString('en')} keys: RSS ${x.justSyncedMb} MB just after the initial sync (${x.initialSyncMs} ms from spawn), ${x.rssMb} MB steady, peak ${x.peakMb} MB; CPU over the idle 10 s ${x.settlingCpuMsPerS} ms/s`,
+      ),
+      '',
+      rowsTable(table),
+    ].join('\n'),
+  );
+  const results = {
+    date: new Date().toISOString(),
+    machine: { cpus: cpus().length, node: process.version },
+    ...m,
+    table,
+  };
+  await writeFile(resultsFile, `${JSON.stringify(results, null, 2)}\n`);
+  console.log('\nwritten to bench/results.json');
 }
 
 await main_();

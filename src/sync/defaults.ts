@@ -19,6 +19,6 @@ export const SYNC_DEFAULTS = {
   allowAnyNames: false,
   /** Run as root on a conf dir others may write (StrictModes, files/strict-modes.ts). */
   allowInsecureConfDir: false,
-  /** Quiet time after a file event before the file is read (ms). */
+  /** How long a file must be quiet before a read that looks cut short (keys gone, no final newline, a parse error) counts (ms). */
   quietMs: 10,
 } as const;

@@ -19,6 +19,7 @@ export interface PassSources {
     takeMustPlan(path: string): boolean;
     settling(path: string): boolean;
     holdEmptied(path: string, emptied: boolean): boolean;
+    holdPartial(path: string, looksPartial: boolean): boolean;
     lastChange(side: 'file' | 'etcd', id: string): number | undefined;
   };
   readonly report: {
@@ -56,6 +57,12 @@ export function gatherInput(
       snapshot.kind !== 'unreadable' && snapshot.entries.size === 0 && from.base.keysOf(path).size > 0;
     if (!from.settled && from.scheduler.holdEmptied(path, emptied)) {
       // A truncate-then-write or delete-then-create save is read again once it settles.
+      unreadable.add(path);
+      continue;
+    }
+    // Read on the event, an editor's save may be caught halfway: what a cut-short read would push
+    // (deletions, a half value, an error) waits for the file to be quiet; a whole save goes at once.
+    if (!from.settled && from.scheduler.holdPartial(path, looksPartial(snapshot, from.base.keysOf(path)))) {
       unreadable.add(path);
       continue;
     }
@@ -99,4 +106,13 @@ export function gatherInput(
         ? from.scheduler.lastChange('etcd', key)
         : from.scheduler.lastChange('file', keyFile.get(key) ?? ''),
   };
+}
+
+/** A read that may be a save caught halfway: it does not parse, lacks a key the base has, or stops mid-line. */
+export function looksPartial(snapshot: FileSnapshot, baseKeys: ReadonlySet<string>): boolean {
+  if (snapshot.kind === 'unreadable') return true;
+  if (snapshot.kind !== 'ok') return false;
+  if (snapshot.text.length > 0 && !snapshot.text.endsWith('\n')) return true;
+  for (const key of baseKeys) if (!snapshot.entries.has(key)) return true;
+  return false;
 }

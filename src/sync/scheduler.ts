@@ -3,8 +3,9 @@ import { setBounded } from './bounded.js';
 
 /**
  * When passes run, and over which files. Events only mark files dirty; the
- * scheduler runs one pass at a time over what is dirty, after a quiet window
- * for file events and at once for etcd's, looks again where events are known
+ * scheduler runs one pass at a time over what is dirty, at once for etcd's
+ * and for file events (a read that looks cut short waits for a quiet
+ * window), looks again where events are known
  * to be dropped, waits for emptied files to settle, retries failures with a
  * growing pause, and runs the periodic full reconcile. Time comes from an
  * injected clock, so tests drive it instead of sleeping.
@@ -114,15 +115,16 @@ export class Scheduler {
   }
 
   /**
-   * A file event: read the file once the quiet window passed, and once more
-   * after RECHECK_MS, because chokidar drops a change that comes within
-   * ~50 ms of another on the same file (its throttle and atomic-save handling).
+   * A file event: read the file at once, and once more after RECHECK_MS,
+   * because chokidar drops a change that comes within ~50 ms of another on
+   * the same file (its throttle and atomic-save handling). A read that looks
+   * cut short waits for the quiet window (`holdPartial`), not every read.
    */
   fileChanged(path: string): void {
     const now = this.clock.now();
     setBounded(this.changedAt, `file\0${path}`, now, CHANGE_TIMES);
     this.markDirty(path, now);
-    this.kick(this.quietMs);
+    this.kick(0);
     this.recheckLater(path, RECHECK_MS);
   }
 
@@ -186,6 +188,21 @@ export class Scheduler {
     }
     this.emptiedAt.delete(path);
     return false;
+  }
+
+  /**
+   * A read that may be an editor's save caught halfway (keys gone, no final
+   * newline, a parse error) counts only once the file has been quiet for the
+   * quiet window since its last event; until then it is held and read again.
+   * A whole save (the usual case) is pushed from the first read.
+   */
+  holdPartial(path: string, looksPartial: boolean): boolean {
+    if (!looksPartial) return false;
+    const last = this.changedAt.get(`file\0${path}`);
+    const quietFor = last === undefined ? Number.POSITIVE_INFINITY : this.clock.now() - last;
+    if (quietFor >= this.quietMs) return false;
+    this.planLater(path, this.quietMs - quietFor);
+    return true;
   }
 
   /** A file that cannot be written now: planned again after a pause that doubles with each failure. */

@@ -22,7 +22,7 @@ export interface SyncOptions {
   readonly allowMassDelete?: boolean;
   /** Share of mirrored keys one side may lose at once, across several files, before deletions stop. Default `SYNC_DEFAULTS.maxDeleteShare`. */
   readonly maxDeleteShare?: number;
-  /** Quiet time after a file event before the file is read. Default `SYNC_DEFAULTS.quietMs`. */
+  /** How long a file must be quiet before a read that looks cut short counts. Default `SYNC_DEFAULTS.quietMs`. */
   readonly quietMs?: number;
   /**
    * Forget the base and merge both sides as a union once (nothing is

@@ -92,7 +92,7 @@ describe('link-etcd sync (real etcd, real files)', () => {
     await waitFor(async () => (await etcdValue(key)) === '6');
 
     await writeFile(file, APP.replace('myparam = 3', 'myparam = 7'));
-    await new Promise((r) => setTimeout(r, 10)); // chokidar is known to drop a change 10 ms after another
+    await new Promise((r) => setTimeout(r, 10)); // a second save 10 ms after the first: file watchers are known to drop those
     await writeFile(file, APP.replace('myparam = 3', 'myparam = 8'));
     await waitFor(async () => (await etcdValue(key)) === '8');
     expect(await etcdValue(`${f.prefix}app.conf/MYCONF/name`)).toBe('x');

@@ -76,8 +76,8 @@ const QUOTED: Record<DefaultName, { setting?: Setting; sentences: Array<[string,
   },
   quietMs: {
     sentences: [
-      ['README.md', `a ${SYNC_DEFAULTS.quietMs} ms quiet window after a file event`],
-      ['docs/ARCHITECTURE.md', `file changes after a ${SYNC_DEFAULTS.quietMs} ms quiet window`],
+      ['README.md', `counts only once the file was quiet for ${SYNC_DEFAULTS.quietMs} ms`],
+      ['docs/ARCHITECTURE.md', `is held until the file was quiet for ${SYNC_DEFAULTS.quietMs} ms`],
     ],
   },
 };

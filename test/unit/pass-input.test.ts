@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { FileSnapshot } from '../../src/sync/conf-files.js';
 import type { BaseEntry, EtcdEntry } from '../../src/sync/merge.js';
-import { gatherInput, type PassSources } from '../../src/sync/pass-input.js';
+import { gatherInput, looksPartial, type PassSources } from '../../src/sync/pass-input.js';
 import { merge, type PlanInput } from '../../src/sync/plan.js';
 import { Scheduler, SETTLE_MS } from '../../src/sync/scheduler.js';
 import { ManualClock } from '../support/manual-clock.js';
@@ -12,8 +12,8 @@ const ok = (confPath: string, entries: Record<string, string>): FileSnapshot => 
   kind: 'ok',
   confPath,
   text: Object.entries(entries)
-    .map(([k, v]) => `${k} = ${v}`)
-    .join('\n'),
+    .map(([k, v]) => `${k} = ${v}\n`)
+    .join(''),
   entries: new Map(Object.entries(entries)),
 });
 const missing = (confPath: string): FileSnapshot => ({ kind: 'missing', confPath, entries: new Map() });
@@ -38,6 +38,8 @@ class Sources implements PassSources {
   readonly changes = new Map<string, number>();
   /** The scheduler's answer to holdEmptied; default: a newly emptied file is held. */
   hold = (_path: string, emptied: boolean) => emptied;
+  /** The scheduler's answer to holdPartial; default: never held (the file quiet long enough). */
+  holdCut = (_path: string, _looksPartial: boolean) => false;
 
   readonly files = {
     confDir: '/etc/app',
@@ -62,6 +64,7 @@ class Sources implements PassSources {
       this.calls.push(`holdEmptied ${path} ${emptied}`);
       return this.hold(path, emptied);
     },
+    holdPartial: (path: string, looks: boolean) => this.holdCut(path, looks),
     lastChange: (side: 'file' | 'etcd', id: string) => this.changes.get(`${side}:${id}`),
   };
   readonly report = {
@@ -246,6 +249,78 @@ describe('gatherInput: emptied files', () => {
     expect(merge(input).toEtcd.map((w) => w.key)).toEqual(['/a.conf/S/k']);
     // Settled: the same snapshot is skipped from now on.
     expect(contents(gatherInput([A], [empty], from))).toEqual(EMPTY);
+  });
+});
+
+describe('gatherInput: a save caught halfway', () => {
+  const A = 'a.conf';
+  const realScheduler = (clock: ManualClock) =>
+    new Scheduler(
+      {
+        pass: async () => {},
+        full: async () => {},
+        drainStarted() {},
+        drained() {},
+        passFailed() {},
+        fullFailed() {},
+      },
+      20,
+      clock,
+    );
+
+  it('looksPartial: a parse error, a key of the base gone, or no final newline; a whole save is not', () => {
+    const base = new Set(['/a.conf/S/k', '/a.conf/S/j']);
+    const whole = ok(A, { '/a.conf/S/k': '1', '/a.conf/S/j': '2', '/a.conf/S/new': '3' });
+    expect(looksPartial(whole, base)).toBe(false);
+    expect(looksPartial(ok(A, { '/a.conf/S/k': '1' }), base)).toBe(true);
+    const cutMidLine: FileSnapshot = {
+      kind: 'ok',
+      confPath: A,
+      text: 'k = 1\nj = 2\nnew = 3',
+      entries: whole.entries,
+    };
+    expect(looksPartial(cutMidLine, base)).toBe(true);
+    expect(looksPartial(unreadable(A, 'a.conf:3: expected `key = value`'), base)).toBe(true);
+    // Emptied and missing files are the settle rule's (SETTLE_MS), not this one's.
+    expect(looksPartial(missing(A), base)).toBe(false);
+  });
+
+  it('with the real scheduler: a fresh read that lost a key is held (nothing pushed, nothing reported), the same read counts once quiet', async () => {
+    const clock = new ManualClock();
+    const scheduler = realScheduler(clock);
+    const src = new Sources();
+    src.baseOf.set(
+      A,
+      new Map([
+        ['/a.conf/S/k', e('v', 5)],
+        ['/a.conf/S/j', e('w', 6)],
+      ]),
+    );
+    src.etcdOf.set(A, [
+      ['/a.conf/S/k', e('v', 5)],
+      ['/a.conf/S/j', e('w', 6)],
+    ]);
+    const from = Object.assign(src, { scheduler });
+    scheduler.fileChanged(A);
+    const cut = ok(A, { '/a.conf/S/k': 'v' });
+    expect(gatherInput([A], [cut], from).unreadableFiles).toEqual(new Set([A]));
+    expect(src.calls.filter((c) => c.startsWith('unreadable') || c.startsWith('readable'))).toEqual([]);
+    await clock.advance(20);
+    const input = gatherInput([A], [cut], from);
+    expect(contents(input).unreadable).toEqual([]);
+    expect(merge(input).toEtcd.map((w) => [w.key, w.value])).toEqual([['/a.conf/S/j', undefined]]);
+  });
+
+  it('with the real scheduler: a fresh whole save is planned from the first read', () => {
+    const clock = new ManualClock();
+    const scheduler = realScheduler(clock);
+    const src = new Sources();
+    src.baseOf.set(A, new Map([['/a.conf/S/k', e('v', 5)]]));
+    src.etcdOf.set(A, [['/a.conf/S/k', e('v', 5)]]);
+    const from = Object.assign(src, { scheduler });
+    scheduler.fileChanged(A);
+    const input = gatherInput([A], [ok(A, { '/a.conf/S/k': 'edited' })], from);
+    expect(merge(input).toEtcd.map((w) => [w.key, w.value])).toEqual([['/a.conf/S/k', 'edited']]);
   });
 });
 

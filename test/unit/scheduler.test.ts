@@ -143,40 +143,60 @@ describe('Scheduler: when passes run', () => {
     expect(work.passes).toEqual([{ at: START + 10_000, paths: ['a', 'b', 'c', 'd'], mustPlan: ['b', 'd'] }]);
   });
 
-  it('a file event: one pass over that file after the quiet window (not before), again after RECHECK_MS', async () => {
-    const { work, s, at, passTimes } = setup();
+  it('a file event: one pass over that file at once, again after RECHECK_MS', async () => {
+    const { clock, work, s, at, passTimes } = setup();
     s.fileChanged('a');
     expect(s.lastChange('file', 'a')).toBe(START);
-    await at(QUIET - 1);
     expect(work.passes).toEqual([]);
-    await at(QUIET);
-    expect(work.passes).toEqual([{ at: START + QUIET, paths: ['a'], mustPlan: [] }]);
+    await clock.flush();
+    expect(work.passes).toEqual([{ at: START, paths: ['a'], mustPlan: [] }]);
     expect(work.log).toEqual(['drainStarted', 'pass a', 'drained']);
     await at(RECHECK_MS - 1);
-    expect(passTimes()).toEqual([QUIET]);
+    expect(passTimes()).toEqual([0]);
     await at(RECHECK_MS);
     expect(work.passes.at(-1)).toEqual({ at: START + RECHECK_MS, paths: ['a'], mustPlan: [] });
     await at(10_000);
-    expect(passTimes()).toEqual([QUIET, RECHECK_MS]);
+    expect(passTimes()).toEqual([0, RECHECK_MS]);
   });
 
-  it('several events within the quiet window make one pass, a quiet window after the last', async () => {
-    const { work, s, at } = setup();
+  it('events while a pass runs make one more pass when it ends; each file is rechecked after its own last event', async () => {
+    const { clock, work, s, at } = setup();
+    const pass = deferred();
+    work.onPass = () => pass.promise;
     s.fileChanged('a');
+    await clock.flush();
     await at(10);
     s.fileChanged('b');
     await at(15);
     s.fileChanged('a');
-    await at(15 + QUIET - 1);
-    expect(work.passes).toEqual([]);
-    await at(15 + QUIET);
-    expect(work.passes).toEqual([{ at: START + 15 + QUIET, paths: ['a', 'b'], mustPlan: [] }]);
-    // Each file is looked at again RECHECK_MS after its own last event.
+    expect(work.passes).toEqual([{ at: START, paths: ['a'], mustPlan: [] }]);
+    work.onPass = async () => {};
+    pass.resolve();
+    await clock.flush();
+    expect(work.passes.slice(1)).toEqual([{ at: START + 15, paths: ['b', 'a'], mustPlan: [] }]);
     await at(1_000);
-    expect(work.passes.slice(1)).toEqual([
+    expect(work.passes.slice(2)).toEqual([
       { at: START + 10 + RECHECK_MS, paths: ['b'], mustPlan: [] },
       { at: START + 15 + RECHECK_MS, paths: ['a'], mustPlan: [] },
     ]);
+  });
+
+  it('holdPartial: a read that looks cut short is held until the file was quiet for the quiet window, then planned', async () => {
+    const { clock, work, s, at } = setup();
+    // A whole read is never held, fresh or not.
+    expect(s.holdPartial('a', false)).toBe(false);
+    s.fileChanged('a');
+    await clock.flush();
+    await at(5);
+    expect(s.holdPartial('a', true)).toBe(true);
+    await at(QUIET - 1);
+    expect(work.passes.map((p) => p.at - START)).toEqual([0]);
+    await at(QUIET);
+    expect(work.passes.at(-1)).toEqual({ at: START + QUIET, paths: ['a'], mustPlan: ['a'] });
+    // Quiet long enough now: the same read counts.
+    expect(s.holdPartial('a', true)).toBe(false);
+    // A file with no event known (read by a full pass) is never held.
+    expect(s.holdPartial('never-changed', true)).toBe(false);
   });
 
   it('touch: a pass after the quiet window, without a recheck', async () => {
@@ -202,15 +222,6 @@ describe('Scheduler: when passes run', () => {
     s.etcdChanged([['c', '/c/S/k']]);
     expect(s.takeMustPlan('c')).toBe(true);
     expect(s.takeMustPlan('c')).toBe(false);
-  });
-
-  it('an etcd change does not wait for the quiet window of a file event', async () => {
-    const { s, at, work } = setup();
-    s.fileChanged('a');
-    await at(5);
-    s.etcdChanged([['b', '/b/S/k']]);
-    await at(6);
-    expect(work.passes).toEqual([{ at: START + 5, paths: ['a', 'b'], mustPlan: ['b'] }]);
   });
 
   it('a failed pass: passFailed, no drained, and all its files again after RETRY_MS, must-plan', async () => {
@@ -346,9 +357,12 @@ describe('Scheduler: propagation clock', () => {
   });
 
   it('settled: files a pass found nothing to do for start a new clock, dirty ones keep theirs', async () => {
-    const { s, at } = setup();
+    const { s, at, work } = setup();
+    const pass = deferred();
+    work.onPass = () => pass.promise;
     s.fileChanged('a');
     await at(QUIET);
+    // b changes while a's pass runs: it stays dirty.
     s.fileChanged('b');
     await at(QUIET + 5);
     s.settled(['a', 'b']);
