@@ -5,6 +5,9 @@ import { TEMP_MARK } from '../files/atomic-write.js';
 import { isMirrored, isSkippedFolder, MAX_CONF_PATH_DEPTH } from '../layout/mirrored.js';
 import type { Cancel, Clock } from './scheduler.js';
 
+/** Folder moves are handled at most this often (ms). */
+export const FOLDER_MS = 50;
+
 /** How often files are scanned when the file watcher failed. */
 export const SCAN_MS = 5_000;
 
@@ -66,6 +69,32 @@ export async function watchConfDir(confDir: string, on: ConfDirEvents): Promise<
       if (entry.isDirectory()) await watchTree(rel === '' ? entry.name : `${rel}/${entry.name}`);
   };
 
+  // Folders that appeared, went or moved, handled together at most every FOLDER_MS: a process
+  // renaming a folder back and forth in a loop must not have us re-watch and rescan it each time.
+  const movedFolders = new Set<string>();
+  let flushing: ReturnType<typeof setTimeout> | undefined;
+  const folderMoved = (child: string) => {
+    movedFolders.add(child);
+    flushing ??= setTimeout(() => void flushFolders(), FOLDER_MS).unref();
+  };
+  const flushFolders = async () => {
+    const batch = [...movedFolders];
+    movedFolders.clear();
+    for (const child of batch) {
+      if (closed) return;
+      unwatch(child);
+      let isFolder = false;
+      try {
+        isFolder = lstatSync(join(confDir, child)).isDirectory();
+      } catch {
+        // Gone.
+      }
+      if (isFolder) await watchTree(child);
+      on.folder(child);
+    }
+    flushing = movedFolders.size > 0 ? setTimeout(() => void flushFolders(), FOLDER_MS).unref() : undefined;
+  };
+
   const changed = (rel: string, event: string, name: string | Buffer | null) => {
     if (closed) return;
     // No name (the kernel's queue overflowed, say): look at the whole folder again.
@@ -81,12 +110,7 @@ export async function watchConfDir(confDir: string, on: ConfDirEvents): Promise<
       } catch {
         // Gone.
       }
-      if (isFolder || watchers.has(child)) {
-        unwatch(child);
-        if (isFolder) void watchTree(child).then(() => on.folder(child));
-        else on.folder(child);
-        return;
-      }
+      if (isFolder || watchers.has(child)) return folderMoved(child);
     }
     if (isMirrored(child)) on.file(child);
   };
@@ -95,6 +119,7 @@ export async function watchConfDir(confDir: string, on: ConfDirEvents): Promise<
   return {
     close: () => {
       closed = true;
+      if (flushing !== undefined) clearTimeout(flushing);
       unwatch('');
     },
   };
