@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { now } from './stats.js';
 
 export interface DaemonHandle {
@@ -15,6 +16,18 @@ export interface DaemonHandle {
 
 const IN_SYNC = 'in sync; following both sides';
 
+/** The node flags of the bin's `#!/usr/bin/env -S node ...` line: what `link-etcd` runs with. */
+export function binFlags(main: string): string[] {
+  const first = readFileSync(main, 'utf8').split('\n', 1)[0] ?? '';
+  const m = /^#!\S*env -S node(.*)$/.exec(first);
+  return m === null
+    ? []
+    : (m[1] ?? '')
+        .trim()
+        .split(/\s+/)
+        .filter((f) => f !== '');
+}
+
 /** Starts `link-etcd sync` as its own process, as users run it, and waits until it is in sync. */
 export async function startDaemon(args: {
   main: string;
@@ -29,6 +42,7 @@ export async function startDaemon(args: {
   const child = spawn(
     process.execPath,
     [
+      ...binFlags(args.main),
       args.main,
       `--endpoints=http://${args.endpoint}`,
       `--conf-dir=${args.confDir}`,

@@ -10,8 +10,10 @@ import { tempDirs } from './temp.js';
 export interface Memory {
   readonly keys: number;
   readonly files: number;
-  /** VmRSS after ~10 s idle past the initial sync. */
+  /** VmRSS after SETTLE_MS idle past the initial sync: steady by then. */
   readonly rssMb: number;
+  /** VmRSS every 5 s of that wait: V8's memory reducer gives back the initial sync's transients after 20-30 s. */
+  readonly rssSeriesMb: readonly number[];
   readonly justSyncedMb: number;
   /** VmHWM: the most it ever held, the initial sync included. */
   readonly peakMb: number;
@@ -20,8 +22,9 @@ export interface Memory {
   readonly settlingCpuMsPerS: number;
 }
 
-/** Idle time before the steady figure: V8 gives back the initial sync's transients by then. */
-const SETTLE_MS = 10_000;
+/** Idle time before the steady figure: V8's memory reducer gives back the initial sync's transients by then (measured: 20-30 s). */
+const SETTLE_MS = 45_000;
+const SAMPLE_MS = 5_000;
 
 /** RSS of a `link-etcd sync` process mirroring `files` x `keysPerFile` keys, loaded into etcd first. */
 export async function rss(args: {
@@ -47,13 +50,18 @@ export async function rss(args: {
     );
     const justSyncedMb = await statusMb(daemon.pid, 'VmRSS');
     const cpuBefore = await cpuMs(daemon.pid);
-    await sleep(SETTLE_MS);
+    const rssSeriesMb: number[] = [];
+    for (let waited = 0; waited < SETTLE_MS; waited += SAMPLE_MS) {
+      await sleep(SAMPLE_MS);
+      rssSeriesMb.push(await statusMb(daemon.pid, 'VmRSS'));
+    }
     // Nothing changes meanwhile: any CPU used is the initial sync's trailing work, GC or a timer.
     const settlingCpuMsPerS = round(((await cpuMs(daemon.pid)) - cpuBefore) / (SETTLE_MS / 1000));
     return {
       keys: files * keysPerFile,
       files,
-      rssMb: await statusMb(daemon.pid, 'VmRSS'),
+      rssMb: rssSeriesMb.at(-1) ?? Number.NaN,
+      rssSeriesMb,
       justSyncedMb,
       peakMb: await statusMb(daemon.pid, 'VmHWM'),
       initialSyncMs: Math.round(daemon.inSyncAt - daemon.spawnedAt),

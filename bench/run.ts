@@ -80,9 +80,9 @@ async function measure(endpoint: string): Promise<Measured> {
   const { etcdToFile, f2e } = await propagation(endpoint);
   step('cold catch-up of 10,000 keys in 10 files');
   const catchUp = await coldCatchUp(main, endpoint);
-  step('RSS with 10,000 keys (10 s idle)');
+  step('RSS with 10,000 keys (45 s idle)');
   const keys10k = await rss({ main, endpoint, prefix: '/rss-10k/', files: 10, keysPerFile: 1000 });
-  step('RSS with 100,000 keys (10 s idle)');
+  step('RSS with 100,000 keys (45 s idle)');
   const keys100k = await rss({ main, endpoint, prefix: '/rss-100k/', files: 1000, keysPerFile: 100 });
   step("full reconcile's check of 100,000 keys");
   const check = await checkCost(endpoint, '/rss-100k/');
@@ -129,7 +129,7 @@ async function main_(): Promise<void> {
       `cold catch-up: files right at ${catchUp.perFileMs.join(', ')} ms; ${Math.round(catchUp.logBytes / 1024)} KB logged`,
       ...[memory.keys10k, memory.keys100k].map(
         (x) =>
-          `${x.keys.toLocaleString('en')} keys: RSS ${x.justSyncedMb} MB just after the initial sync (${x.initialSyncMs} ms from spawn), ${x.rssMb} MB steady, peak ${x.peakMb} MB; CPU over the idle 10 s ${x.settlingCpuMsPerS} ms/s`,
+          `${x.keys.toLocaleString('en')} keys: RSS ${x.justSyncedMb} MB just after the initial sync (${x.initialSyncMs} ms from spawn), ${x.rssMb} MB steady after 45 s idle (every 5 s: ${x.rssSeriesMb.join(', ')}), peak ${x.peakMb} MB; CPU over the idle 45 s ${x.settlingCpuMsPerS} ms/s`,
       ),
       '',
       rowsTable(table),

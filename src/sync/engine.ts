@@ -12,6 +12,7 @@ import { FileSide } from './file-side.js';
 import { followConfDir } from './file-watcher.js';
 import { holdingOf } from './guard.js';
 import { guardPass } from './guard-pass.js';
+import type { ConflictPolicy } from './merge.js';
 import { gatherInput } from './pass-input.js';
 import { merge } from './plan.js';
 import { Scheduler } from './scheduler.js';
@@ -152,6 +153,10 @@ export class SyncEngine {
     return this.scheduler.pending();
   }
 
+  private policy(): ConflictPolicy {
+    return this.options.policy ?? SYNC_DEFAULTS.conflict;
+  }
+
   /**
    * New settings without dropping state (SIGHUP): the base, the file
    * snapshots and the guard stay; a new middleware is followed from a fresh
@@ -270,7 +275,7 @@ export class SyncEngine {
     const changed = this.etcd.take(batch);
     this.report.seen(batch.revision);
     this.history.saw(batch.revision);
-    if (!batch.initial) this.scheduler.etcdChanged(changed);
+    if (!batch.initial) this.scheduler.etcdChanged(changed, this.policy() === 'newest');
   }
 
   /** Marks every file under a folder dirty: those on disk now, and those either side or the base knows. */
@@ -296,7 +301,7 @@ export class SyncEngine {
     const input = gatherInput(paths, snapshots, {
       full: how.full,
       settled: how.settled ?? false,
-      policy: this.options.policy ?? SYNC_DEFAULTS.conflict,
+      policy: this.policy(),
       files: this.files,
       etcd: this.etcd,
       base: this.base,
