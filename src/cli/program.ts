@@ -4,7 +4,6 @@ import { ExitError, LinkEtcdError } from '../errors.js';
 import { EtcdMiddleware, type MiddlewareOptions } from '../middleware/middleware.js';
 import { SYNC_DEFAULTS } from '../sync/defaults.js';
 import { CONFLICT_POLICY_NAMES as CONFLICT_POLICIES } from '../sync/merge.js';
-import { runConflictsList, runConflictsResolve, runStatus } from './commands.js';
 import { describeStatus, doctorProblems } from './doctor.js';
 import { LOG_FORMATS } from './logger.js';
 import { parseCliValue } from './parse-value.js';
@@ -221,6 +220,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         prefix?: string;
         stateDir?: string;
       }) => {
+        const { runStatus } = await import('./commands.js');
         const code = await runStatus(flags(), opts, io);
         if (code !== 0) throw new ExitError(code);
       },
@@ -234,6 +234,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .option('--json', 'print one JSON array')
     .option('--prefix <prefix>', `etcd key prefix (default ${SYNC_DEFAULTS.prefix})`)
     .action(async (opts: { json?: boolean; prefix?: string }) => {
+      const { runConflictsList } = await import('./commands.js');
       await runConflictsList(flags(), opts, io);
     });
   conflicts
@@ -251,6 +252,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       async (file: string, key: string | undefined, opts: { keep: 'winner' | 'loser'; prefix?: string }) => {
         // Commander gives `--prefix` to the parent when both define it.
         const prefix = opts.prefix ?? conflicts.opts<{ prefix?: string }>().prefix;
+        const { runConflictsResolve } = await import('./commands.js');
         await runConflictsResolve(
           flags(),
           file,

@@ -8,13 +8,11 @@ import { defaultStateDir } from '../sync/base-journal.js';
 import { SyncEngine, type SyncReconfiguration } from '../sync/engine.js';
 import { type ExecChild, startChild } from './exec-child.js';
 import { Debouncer, Hooks } from './hooks.js';
-import { parseListen, serveHttp } from './http.js';
+import { parseListen } from './http.js';
 import { startLocalEtcd } from './local-etcd.js';
 import { cliLogger } from './logger.js';
-import { createMetrics } from './metrics.js';
 import type { CliIo } from './program.js';
-import { daemonStatus } from './status.js';
-import { RecentChanges } from './status-page.js';
+import type { RecentChanges } from './status-page.js';
 import { loadSyncSettings, type SyncKey, type SyncSettings } from './sync-settings.js';
 
 export interface SyncRun {
@@ -82,11 +80,11 @@ export async function runSync(
     failFatal = resolve;
   });
   let engine: SyncEngine | undefined;
-  const recent = new RecentChanges();
-  const metrics = createMetrics(
-    () => engine,
-    () => middleware,
-  );
+  // What only --http serves is loaded only with it: prom-client and the status page are tens of
+  // milliseconds of a cold start, and a histogram observed on every change nobody reads is CPU.
+  const served = listen === undefined ? undefined : await servedParts(() => engine, middleware);
+  const recent = served?.recent;
+  const metrics = served?.metrics;
   engine = new SyncEngine({
     confDir,
     prefix: settings.prefix,
@@ -100,18 +98,18 @@ export async function runSync(
     fullReconcileMs: settings.fullReconcile * 1000,
     logger,
     // The status page's recent changes: keys and reasons, never values.
-    onLanded: (direction, file, changes) => recent.record(direction, file, changes),
-    onApplied: (direction, _keys, seconds) => metrics.propagation.observe({ direction }, seconds),
-    onStage: (stage, seconds) => metrics.stages.observe({ stage }, seconds),
+    onLanded: (direction, file, changes) => recent?.record(direction, file, changes),
+    onApplied: (direction, _keys, seconds) => metrics?.propagation.observe({ direction }, seconds),
+    onStage: (stage, seconds) => metrics?.stages.observe({ stage }, seconds),
     onFatal: (error) => failFatal(error),
     ...hookOptions(),
   });
   const running = engine;
   const server =
-    listen === undefined
+    listen === undefined || served === undefined
       ? undefined
-      : await serveHttp(listen, {
-          registry: metrics.registry,
+      : await served.serveHttp(listen, {
+          registry: served.metrics.registry,
           ready: async () => {
             const reasons: string[] = [];
             if (!(await middleware.ping(2_000))) reasons.push('etcd does not answer');
@@ -120,8 +118,8 @@ export async function runSync(
             reasons.push(...running.status().reasons);
             return { ok: reasons.length === 0, reasons };
           },
-          status: () => daemonStatus(running, confDir, settings.prefix, middleware),
-          recent: () => recent.report(),
+          status: () => served.daemonStatus(running, confDir, settings.prefix, middleware),
+          recent: () => served.recent.report(),
         });
   if (server)
     logger.info({ http: settings.http }, 'serving /, /healthz, /readyz, /status, /recent and /metrics');
@@ -244,4 +242,20 @@ export async function runSync(
     await local?.stop();
     logger.flush();
   }
+}
+
+/** The parts of --http: metrics, the status page's recent changes, the server and /status. */
+async function servedParts(engine: () => SyncEngine | undefined, middleware: EtcdMiddleware) {
+  const [{ createMetrics }, { RecentChanges }, { serveHttp }, { daemonStatus }] = await Promise.all([
+    import('./metrics.js'),
+    import('./status-page.js'),
+    import('./http.js'),
+    import('./status.js'),
+  ]);
+  return {
+    metrics: createMetrics(engine, () => middleware),
+    recent: new RecentChanges() as RecentChanges,
+    serveHttp,
+    daemonStatus,
+  };
 }

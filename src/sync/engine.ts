@@ -232,8 +232,9 @@ export class SyncEngine {
   private async prepare(dryRun = false): Promise<void> {
     // A dry run changes nothing, temp files included. The journal's own are in the state dir.
     if (!dryRun) await this.files.removeStaleTemps(this.options.stateDir ?? defaultStateDir());
-    await this.followEtcd();
-    this.clusterId = await this.options.middleware.clusterId();
+    // Two round trips at once: the cluster's id (which journal is ours) and the prefix's state.
+    const [, clusterId] = await Promise.all([this.followEtcd(), this.options.middleware.clusterId()]);
+    this.clusterId = clusterId;
     const problem = this.options.rebuildBase
       ? { reason: 'the base is rebuilt (--rebuild-base)', first: false }
       : await this.base.load(this.clusterId, (key) => this.etcd.fileOf(key));

@@ -27,9 +27,11 @@ const etcdValue = (key: string) => valueAt(etcd, key);
 
 /** Runs `body` (sync fs calls, `fs` and `p` = path in scope) in a loop in another process until killed. */
 function attacker(cwd: string, body: string): ChildProcess {
+  // It stops by itself once its parent is gone (a crashed test worker must not leave it spinning).
   const script = `const fs = require('node:fs'); const p = require('node:path');
     const tryIt = (f) => { try { f(); } catch {} };
-    for (;;) { ${body} }`;
+    const parent = process.ppid;
+    for (let i = 0; ; i++) { ${body}; if (i % 1000 === 0 && process.ppid !== parent) process.exit(0); }`;
   const child = spawn(process.execPath, ['-e', script], { cwd, stdio: 'ignore' });
   defer(() => {
     child.kill('SIGKILL');
