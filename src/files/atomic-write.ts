@@ -74,9 +74,8 @@ export async function writeFileAtomic(
   const dir = dirname(file);
   const temp = join(dir, `${TEMP_MARK}${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
   const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
-  let signature: FileSignature;
   try {
-    signature = await fillStaged(fd, content, mode, options.owner);
+    await fillStaged(fd, content, mode, options.owner);
     if (options.check) await options.check(temp);
     // Check and rename back to back, synchronously: a save landing between them would be lost.
     if (options.expect !== undefined) {
@@ -91,47 +90,53 @@ export async function writeFileAtomic(
       renameSync(temp, file);
     } else await rename(temp, file);
   } catch (error) {
+    closeSync(fd);
     await unlink(temp).catch(() => undefined);
     throw error;
   }
+  const signature = placedSignature(fd);
   await fsyncDir(dir);
   return signature;
 }
 
 /**
- * Writes a staged temp file (open descriptor `fd`) whole, fdatasyncs it,
- * gives it `mode` (open()'s passes through the umask; the file's own mode
- * must not) and, when we may, the owner the old version had (the app
- * reading it may run as that user), then closes it. Returns its signature:
- * the inode keeps it through the rename, so a later change of the file
- * shows as a different one. Everything but the fdatasync is synchronous:
- * microseconds into the page cache, where each trip through libuv's thread
- * pool costs a tenth of a millisecond on the path of every change; the
- * fdatasync waits for the disk, so it leaves the event loop free.
+ * Writes a staged temp file (open descriptor `fd`, left open) whole,
+ * fdatasyncs it, gives it `mode` (open()'s passes through the umask; the
+ * file's own mode must not) and, when we may, the owner the old version had
+ * (the app reading it may run as that user). Everything but the fdatasync is
+ * synchronous: microseconds into the page cache, where each trip through
+ * libuv's thread pool costs a tenth of a millisecond on the path of every
+ * change; the fdatasync waits for the disk, so it leaves the event loop free.
  */
 export async function fillStaged(
   fd: number,
   content: string,
   mode: number,
   owner: { readonly uid: number; readonly gid: number } | undefined,
-): Promise<FileSignature> {
-  try {
-    const bytes = Buffer.from(content, 'utf8');
-    for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
-    // The data and the length that reaches it: all a reader after a crash needs of a new file.
-    await new Promise<void>((resolve, reject) => fdatasync(fd, (e) => (e ? reject(e) : resolve())));
-    let info = fstatSync(fd);
-    if ((info.mode & 0o7777) !== mode) fchmodSync(fd, mode);
-    if (owner && (owner.uid !== info.uid || owner.gid !== info.gid)) {
-      try {
-        fchownSync(fd, owner.uid, owner.gid);
-      } catch {
-        // Not ours to give: the file keeps the daemon's owner.
-      }
+): Promise<void> {
+  const bytes = Buffer.from(content, 'utf8');
+  for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
+  // The data and the length that reaches it: all a reader after a crash needs of a new file.
+  await new Promise<void>((resolve, reject) => fdatasync(fd, (e) => (e ? reject(e) : resolve())));
+  const info = fstatSync(fd);
+  if ((info.mode & 0o7777) !== mode) fchmodSync(fd, mode);
+  if (owner && (owner.uid !== info.uid || owner.gid !== info.gid)) {
+    try {
+      fchownSync(fd, owner.uid, owner.gid);
+    } catch {
+      // Not ours to give: the file keeps the daemon's owner.
     }
-    // The signature of what is renamed into place: a chmod or chown changes its ctime.
-    if ((info.mode & 0o7777) !== mode || owner !== undefined) info = fstatSync(fd);
-    return signatureOf(info);
+  }
+}
+
+/**
+ * The signature of the staged file once it is in place, from its own
+ * descriptor: the rename changed its ctime, and a path looked up now could
+ * already be someone else's save. Closes the descriptor.
+ */
+export function placedSignature(fd: number): FileSignature {
+  try {
+    return signatureOf(fstatSync(fd));
   } finally {
     closeSync(fd);
   }

@@ -18,7 +18,7 @@ import { lstat, open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FileChangedError, UnsafePathError } from '../errors.js';
-import { type FileSignature, fillStaged, signatureOf, TEMP_MARK } from './atomic-write.js';
+import { type FileSignature, fillStaged, placedSignature, signatureOf, TEMP_MARK } from './atomic-write.js';
 
 /**
  * File access inside the conf dir that decides on what a descriptor really
@@ -326,18 +326,20 @@ async function stageAndRename(
   options: ConfinedWrite,
 ): Promise<FileSignature> {
   const fd = openSync(dir.at(temp), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, options.mode);
-  let signature: FileSignature;
   try {
-    signature = await fillStaged(fd, content, options.mode, options.owner);
+    await fillStaged(fd, content, options.mode, options.owner);
     if (options.check) await options.check(join(confDir, dir.rel, temp));
     // The check and the rename run back to back, synchronously: awaited, a save landing between them
     // (a busy thread pool made that gap up to 9 ms) would be replaced without a trace. Node has no
     // renameat2(RENAME_EXCHANGE) to close it entirely; a microsecond is what is left.
     compareAndRename(dir.at(temp), dir.at(name), options.expect, join(confDir, dir.rel, name));
   } catch (error) {
+    closeSync(fd);
     await unlink(dir.at(temp)).catch(() => undefined);
     throw error;
   }
+  // Recognised later by this signature without a read: taken from our descriptor after the rename.
+  const signature = placedSignature(fd);
   await dir.sync();
   if (!(await stillAt(confDir, dir.fd, dir.rel))) {
     // Ours only: the inode we wrote, not whatever a racer put there since.

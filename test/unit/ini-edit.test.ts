@@ -2,7 +2,7 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { writeFileAtomic } from '../../src/files/atomic-write.js';
+import { signatureOf, writeFileAtomic } from '../../src/files/atomic-write.js';
 import { applyIniChanges, type IniChange, IniEditError } from '../../src/ini/edit.js';
 import { parseIni } from '../../src/ini/parse.js';
 
@@ -231,6 +231,16 @@ describe('atomic file writes', () => {
     expect(await readFile(file, 'utf8')).toBe('two\n');
     expect((await stat(file)).mode & 0o777).toBe(0o640);
     expect(await readdir(dir)).toEqual(['a.conf']);
+  });
+
+  it('returns the signature the file has once in place, so our own write is recognised without a read', async () => {
+    const file = join(dir, 'c.conf');
+    const { lstat } = await import('node:fs/promises');
+    const written = await writeFileAtomic(file, 'one\n');
+    // The rename changed the inode's ctime: a signature taken before it would never match.
+    expect(written).toBe(signatureOf(await lstat(file)));
+    const again = await writeFileAtomic(file, 'two\n', { mode: 0o640, known: true });
+    expect(again).toBe(signatureOf(await lstat(file)));
   });
 
   it('does not rewrite unchanged content', async () => {

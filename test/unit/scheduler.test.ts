@@ -222,6 +222,10 @@ describe('Scheduler: when passes run', () => {
     s.etcdChanged([['c', '/c/S/k']]);
     expect(s.takeMustPlan('c')).toBe(true);
     expect(s.takeMustPlan('c')).toBe(false);
+    // Untimed (a policy other than newest): planned all the same, no time kept.
+    s.etcdChanged([['d', '/d/S/k']], false);
+    expect(s.takeMustPlan('d')).toBe(true);
+    expect(s.lastChange('etcd', '/d/S/k')).toBeUndefined();
   });
 
   it('a failed pass: passFailed, no drained, and all its files again after RETRY_MS, must-plan', async () => {
