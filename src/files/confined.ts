@@ -274,6 +274,9 @@ function validPrefix(bytes: Uint8Array): boolean {
   }
 }
 
+/** The steps of one file write: staged (written and fdatasynced), visible (renamed into place), folder_synced. */
+export type WritePhase = 'staged' | 'visible' | 'folder_synced';
+
 export interface ConfinedWrite {
   readonly mode: number;
   readonly owner?: { readonly uid: number; readonly gid: number };
@@ -281,6 +284,8 @@ export interface ConfinedWrite {
   readonly expect: FileSignature | null;
   /** Runs on the staged temp file (its logical path) before it replaces the target. */
   readonly check?: (staged: string) => Promise<void>;
+  /** Told how long each step of the write took (seconds). */
+  readonly onPhase?: (phase: WritePhase, seconds: number) => void;
 }
 
 /**
@@ -325,9 +330,16 @@ async function stageAndRename(
   content: string,
   options: ConfinedWrite,
 ): Promise<FileSignature> {
+  let last = performance.now();
+  const phase = (name: WritePhase) => {
+    const now = performance.now();
+    options.onPhase?.(name, (now - last) / 1000);
+    last = now;
+  };
   const fd = openSync(dir.at(temp), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, options.mode);
   try {
     await fillStaged(fd, content, options.mode, options.owner);
+    phase('staged');
     if (options.check) await options.check(join(confDir, dir.rel, temp));
     // The check and the rename run back to back, synchronously: awaited, a save landing between them
     // (a busy thread pool made that gap up to 9 ms) would be replaced without a trace. Node has no
@@ -340,7 +352,9 @@ async function stageAndRename(
   }
   // Recognised later by this signature without a read: taken from our descriptor after the rename.
   const signature = placedSignature(fd);
+  phase('visible');
   await dir.sync();
+  phase('folder_synced');
   if (!(await stillAt(confDir, dir.fd, dir.rel))) {
     // Ours only: the inode we wrote, not whatever a racer put there since.
     const there = await lstat(dir.at(name)).then(signatureOf, () => undefined);

@@ -10,6 +10,7 @@ import {
 } from '../errors.js';
 import { type FileSignature, signatureOf, TEMP_MARK } from '../files/atomic-write.js';
 import {
+  type ConfinedWrite,
   createIn,
   fileRefusal,
   inFlightTemps,
@@ -193,6 +194,7 @@ export async function writeConfFile(
   check?: (staged: string) => Promise<void>,
   maxBytes: number = MAX_FILE_BYTES,
   removeIfHollow = false,
+  onPhase?: ConfinedWrite['onPhase'],
 ): Promise<{ text: string; signature: FileSignature | undefined; removed?: true }> {
   const file = join(confDir, confPath);
   const { dir: rel, name } = split(confPath);
@@ -238,6 +240,7 @@ export async function writeConfFile(
       ...(info === undefined ? {} : { owner: { uid: info.uid, gid: info.gid } }),
       // Re-checked right before the rename: a save made while we staged (or a check_cmd ran) is kept.
       expect: info === undefined ? null : signatureOf(info),
+      ...(onPhase === undefined ? {} : { onPhase }),
       ...(check === undefined ? {} : { check }),
     });
     return { text, signature };

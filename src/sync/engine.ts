@@ -45,6 +45,8 @@ export class SyncEngine {
   private readonly history: EtcdHistory;
   private watchSub: Subscription | undefined;
   private fileWatcher: { close(): Promise<void> } | undefined;
+  /** When the first change since the last pass was seen (performance.now()), for the `wait` stage. */
+  private changeSeenAt: number | undefined;
   private clusterId: string | undefined;
   /** The etcd revision seen when the current drain began. */
   private drainTarget = 0;
@@ -70,6 +72,7 @@ export class SyncEngine {
       this.layout,
       (what, reason) => this.report.refused('file', what, reason),
       options.maxFileBytes ?? SYNC_DEFAULTS.maxFileBytes,
+      (phase, seconds) => this.options.onStage?.(phase, seconds),
     );
     this.scheduler = new Scheduler(
       {
@@ -109,7 +112,10 @@ export class SyncEngine {
       this.fileWatcher = await followConfDir(
         this.options.confDir,
         {
-          file: (path) => this.scheduler.fileChanged(path),
+          file: (path) => {
+            this.changeSeenAt ??= performance.now();
+            this.scheduler.fileChanged(path);
+          },
           folder: (dir) => void this.touchTree(dir).catch((e) => this.report.failed('rescan', e)),
           degraded: (why, error) => this.report.degraded(why, error),
           scan: () => void this.reconcileAll().catch((e) => this.report.failed('scan', e)),
@@ -276,7 +282,10 @@ export class SyncEngine {
     const changed = this.etcd.take(batch);
     this.report.seen(batch.revision);
     this.history.saw(batch.revision);
-    if (!batch.initial) this.scheduler.etcdChanged(changed, this.policy() === 'newest');
+    if (!batch.initial) {
+      this.changeSeenAt ??= performance.now();
+      this.scheduler.etcdChanged(changed, this.policy() === 'newest');
+    }
   }
 
   /** Marks every file under a folder dirty: those on disk now, and those either side or the base knows. */
@@ -295,6 +304,10 @@ export class SyncEngine {
     paths: readonly string[],
     how: { full: boolean; dryRun?: boolean; confDirEmpty?: boolean; settled?: boolean },
   ): Promise<PassResult> {
+    // The wait: from the first change seen since the last pass to this one's start.
+    if (this.changeSeenAt !== undefined)
+      this.options.onStage?.('wait', (performance.now() - this.changeSeenAt) / 1000);
+    this.changeSeenAt = undefined;
     const lap = stageClock(this.options.onStage);
     // 1. Read the files, and gather the three states of those that need a plan.
     const snapshots = await this.files.read(paths, how.full);

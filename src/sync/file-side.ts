@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { protectFolder } from '../files/confined.js';
+import { type ConfinedWrite, protectFolder } from '../files/confined.js';
 import type { Layout } from '../layout/mapping.js';
 import { Gate } from '../middleware/gate.js';
 import {
@@ -54,6 +54,8 @@ export class FileSide {
     /** A section or key name that maps to no safe etcd key. */
     private readonly refuse: (what: string, reason: string) => void,
     private readonly maxBytes: number,
+    /** Told how long each step of each file write took. */
+    private readonly onPhase?: ConfinedWrite['onPhase'],
   ) {}
 
   /** Every mirrored file on disk now (none when the conf dir is missing). */
@@ -146,6 +148,7 @@ export class FileSide {
         check === undefined ? undefined : (staged) => check(file, staged),
         this.maxBytes,
         this.created.has(file),
+        this.onPhase,
       );
     } catch (error) {
       return { file, outcome: 'failed', error };

@@ -6,7 +6,23 @@ import type { Plan } from './plan.js';
 export type { SyncCounters, SyncStatus } from './sync-report.js';
 
 /** The steps of a pass, as timed by `onStage`. */
-export type PassStage = 'read' | 'plan' | 'to_etcd' | 'to_file' | 'record';
+/**
+ * The steps of a pass, in order: `wait` (from the first change seen to the
+ * pass's start), `read`, `plan`, `to_etcd`, `to_file` (all file writes), and
+ * for each file written `staged` (temp file written and fdatasynced),
+ * `visible` (compared and renamed into place: readers see it from here) and
+ * `folder_synced` (the rename made durable), then `record` (the base saved).
+ */
+export type PassStage =
+  | 'wait'
+  | 'read'
+  | 'plan'
+  | 'to_etcd'
+  | 'to_file'
+  | 'staged'
+  | 'visible'
+  | 'folder_synced'
+  | 'record';
 
 export interface SyncOptions {
   /** The conf dir to mirror. */

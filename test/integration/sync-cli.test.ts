@@ -153,6 +153,11 @@ describe('link-etcd sync as a process', () => {
     expect(metrics).toMatch(/link_etcd_watch_lag_revisions 0\b/);
     expect(metrics).toMatch(/link_etcd_last_full_reconcile_timestamp_seconds [1-9]/);
     expect(metrics).toMatch(/link_etcd_process_resident_memory_bytes/);
+    // Where the etcd -> file change spent its time: each step of its pass and of its file write.
+    for (const stage of ['wait', 'read', 'plan', 'to_file', 'staged', 'visible', 'folder_synced', 'record'])
+      expect(metrics).toMatch(
+        new RegExp(`^link_etcd_pass_stage_seconds_count\\{stage="${stage}"\\} [1-9]`, 'm'),
+      );
     for (const name of ['conflicts', 'refused_keys', 'parse_errors', 'watch_reconnects', 'watch_resyncs']) {
       expect(metrics).toMatch(new RegExp(`^link_etcd_${name}_total \\d+$`, 'm'));
     }
