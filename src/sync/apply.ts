@@ -36,6 +36,9 @@ export class Apply {
    */
   async etcd(plan: Plan, fileOf: (key: string) => string): Promise<void> {
     let unreachable: unknown;
+    // Before they leave: a crash between etcd's answer and the base's save must not turn our own
+    // push into a conflict with the file's next edit at restart.
+    this.parts.base.announce(plan.toEtcd);
     await this.parts.etcd.push(
       groupBy(plan.toEtcd, (w) => fileOf(w.key)),
       async (result) => {

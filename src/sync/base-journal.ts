@@ -38,6 +38,8 @@ export type LoadedBase =
       readonly base: Map<string, BaseEntry>;
       /** Lines in the log over the snapshot: when to fold them into a new snapshot. */
       readonly logEntries?: number;
+      /** Pushes announced and not recorded as landed: key -> value sent (null: a delete). */
+      readonly pushes?: ReadonlyMap<string, string | null>;
     }
   | {
       readonly ok: false;
@@ -57,10 +59,20 @@ export function logPathOf(journal: string): string {
   return journal.replace(/\.json$/, '.log');
 }
 
-type LogLine = readonly [string, string, number] | readonly [string];
+type LogLine = readonly [string, string, number] | readonly [string] | { readonly push: readonly unknown[] };
 
-/** Applies the log's lines to `base`; a torn last line (a crash mid-append) is dropped, any other bad line is corruption. */
-function replay(base: Map<string, BaseEntry>, text: string, path: string): number {
+/**
+ * Applies the log's lines to `base`; a torn last line (a crash mid-append)
+ * is dropped, any other bad line is corruption. Announced pushes (`{"push":
+ * [key, value]}`, value null for a delete) not followed by their key's
+ * landed line are collected in `pushes`.
+ */
+function replay(
+  base: Map<string, BaseEntry>,
+  text: string,
+  path: string,
+  pushes: Map<string, string | null>,
+): number {
   const lines = text.split('\n');
   let applied = 0;
   for (const [i, line] of lines.entries()) {
@@ -72,15 +84,46 @@ function replay(base: Map<string, BaseEntry>, text: string, path: string): numbe
       if (i === lines.length - 1) return applied;
       throw new Error(`${path}:${i + 1}: ${(error as Error).message}`);
     }
+    applied++;
+    if (!Array.isArray(entry)) {
+      const [key, value] = (entry as { push?: unknown[] }).push ?? [];
+      if (typeof key !== 'string' || (typeof value !== 'string' && value !== null))
+        throw new Error(`${path}:${i + 1}: malformed entry`);
+      pushes.set(key, value);
+      continue;
+    }
     const [key, value, modRevision] = entry;
     if (typeof key !== 'string') throw new Error(`${path}:${i + 1}: malformed entry`);
+    pushes.delete(key);
     if (value === undefined) base.delete(key);
     else if (typeof value === 'string' && typeof modRevision === 'number')
       base.set(key, { value, modRevision });
     else throw new Error(`${path}:${i + 1}: malformed entry`);
-    applied++;
   }
   return applied;
+}
+
+/**
+ * Announces the writes a pass is about to send to etcd, in the log, before
+ * they are sent. Written, not fsynced: it must outlive the process (a
+ * SIGKILL between etcd's answer and the base's save), not the machine. At
+ * restart an announced value that etcd holds is our own push, not a change
+ * made in etcd: the file's later edits then win without a conflict.
+ */
+export function announcePushes(
+  path: string,
+  writes: ReadonlyArray<{ readonly key: string; readonly value: string | undefined }>,
+): void {
+  let text = '';
+  for (const w of writes) text += `${JSON.stringify({ push: [w.key, w.value ?? null] })}\n`;
+  const log = logPathOf(path);
+  if (!existsSync(log)) mkdirSync(join(path, '..'), { recursive: true, mode: 0o700 });
+  const fd = openSync(log, 'a', 0o600);
+  try {
+    writeSync(fd, text);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Reads the base (snapshot, then the log over it); a missing or corrupt journal is an empty base, with the reason to log. */
@@ -93,8 +136,9 @@ export async function loadBase(path: string): Promise<LoadedBase> {
   });
   if (log === undefined) return loaded;
   try {
-    const logEntries = replay(loaded.base, log, logPathOf(path));
-    return { ok: true, base: loaded.base, logEntries };
+    const pushes = new Map<string, string | null>();
+    const logEntries = replay(loaded.base, log, logPathOf(path), pushes);
+    return { ok: true, base: loaded.base, logEntries, pushes };
   } catch (error) {
     return {
       ok: false,

@@ -1,4 +1,4 @@
-import { appendBase, journalPath, loadBase, saveBase } from './base-journal.js';
+import { announcePushes, appendBase, journalPath, loadBase, saveBase } from './base-journal.js';
 import { KeyIndex } from './key-index.js';
 import type { BaseEntry } from './merge.js';
 
@@ -22,6 +22,8 @@ export class BaseStore {
   private readonly pending = new Map<string, BaseEntry | undefined>();
   /** Entries in the log over the last snapshot; the snapshot must be written whole when undefined. */
   private logEntries: number | undefined = 0;
+  /** Pushes the last run announced and did not record as landed (from the log, until settled). */
+  private announced: ReadonlyMap<string, string | null> = new Map();
 
   constructor(
     private readonly where: { readonly stateDir: string; readonly confDir: string; readonly prefix: string },
@@ -42,6 +44,7 @@ export class BaseStore {
     this.pending.clear();
     // A journal that could not be read is rewritten whole at the first save.
     this.logEntries = loaded.ok ? (loaded.logEntries ?? 0) : undefined;
+    this.announced = loaded.ok ? (loaded.pushes ?? new Map()) : new Map();
     this.index.clear();
     for (const key of this.base.keys()) {
       const file = fileOf(key);
@@ -61,6 +64,7 @@ export class BaseStore {
     this.index.clear();
     this.pending.clear();
     this.logEntries = undefined;
+    this.announced = new Map();
   }
 
   get journalFile(): string {
@@ -86,6 +90,51 @@ export class BaseStore {
   /** Each file of the base with its keys. */
   *byFile(): IterableIterator<readonly [string, ReadonlySet<string>]> {
     for (const file of [...this.index.files()]) yield [file, this.index.keysOf(file)];
+  }
+
+  /**
+   * Announces pushes about to be sent (see announcePushes). Best effort: a
+   * state dir that cannot take the line costs this protection, not the push;
+   * the base's save after it reports the disk.
+   */
+  announce(writes: ReadonlyArray<{ readonly key: string; readonly value: string | undefined }>): void {
+    if (writes.length === 0 || this.journal === '') return;
+    try {
+      announcePushes(this.journal, writes);
+      if (this.logEntries !== undefined) this.logEntries += writes.length;
+    } catch {
+      // See above.
+    }
+  }
+
+  /**
+   * Pushes of the last run that etcd holds but the base never recorded (the
+   * process died between etcd's answer and the save) become the base: they
+   * were ours. Returns how many. Call once etcd's state is known.
+   */
+  settleAnnounced(
+    inEtcd: (key: string) => BaseEntry | undefined,
+    fileOf: (key: string) => string | undefined,
+  ): number {
+    let settled = 0;
+    for (const [key, value] of this.announced) {
+      const now = inEtcd(key);
+      const base = this.base.get(key);
+      if (value === null) {
+        // A delete we sent, and etcd lacks the key: the base must not hold it either.
+        if (now === undefined && base !== undefined) {
+          this.set(key, undefined, fileOf(key));
+          settled++;
+        }
+      } else if (now?.value === value && (base?.value !== value || base.modRevision !== now.modRevision)) {
+        this.set(key, now, fileOf(key));
+        settled++;
+      }
+    }
+    // The log's announcements are spent: the next save writes a snapshot and empties the log.
+    if (this.announced.size > 0) this.logEntries = undefined;
+    this.announced = new Map();
+    return settled;
   }
 
   /** Records what both sides now agree on (undefined: the key is gone from both). */

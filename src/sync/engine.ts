@@ -245,6 +245,12 @@ export class SyncEngine {
       ? { reason: 'the base is rebuilt (--rebuild-base)', first: false }
       : await this.base.load(this.clusterId, (key) => this.etcd.fileOf(key));
     if (this.options.rebuildBase) this.base.forget(this.clusterId);
+    const ours = this.base.settleAnnounced(
+      (key) => this.etcd.get(key),
+      (key) => this.etcd.fileOf(key),
+    );
+    if (ours > 0)
+      this.logger.info({ keys: ours }, 'pushes the last run sent but did not record are taken as agreed');
     // Missing (a first run, or a lost state dir), corrupt or dropped on purpose: the union of both sides
     // brings back what was deleted on one side since the lost base, and deletes nothing. With etcd
     // empty on a first start there is nothing a union could bring back: no cause for a warning.
