@@ -117,12 +117,12 @@ function bulkRow(direction: string, measured: number, previousMs: number | undef
   const limit = previous === undefined ? TARGET.bulkMs : Math.round(previous * TARGET.bulkNoise);
   return {
     figure: `bulk 10,000 keys in 1,000 files, ${direction}`,
-    measured: previous === undefined ? ms(measured) : `${ms(measured)} (previous ${ms(previous)})`,
+    measured: previous === undefined ? ms(measured) : `${ms(measured)} (baseline ${ms(previous)})`,
     floor: '',
     target:
       previous === undefined
         ? `<= ${ms(limit)}`
-        : `no regression: <= previous x ${TARGET.bulkNoise} = ${ms(limit)}`,
+        : `no regression: <= baseline x ${TARGET.bulkNoise} = ${ms(limit)}`,
     result: verdict(measured <= limit),
   };
 }

@@ -21,15 +21,17 @@ const ETCD_PACE_MS = 30;
 const FILE_PACE_MS = 60;
 const main = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 const resultsFile = fileURLToPath(new URL('../../bench/results.json', import.meta.url));
+const baselineFile = fileURLToPath(new URL('../../bench/baseline.json', import.meta.url));
 
 const started = now();
 const step = (what: string) =>
   console.log(`[${((now() - started) / 1000).toFixed(0).padStart(3)} s] ${what}`);
 
 /** The last run's results, read before this run overwrites them: the bulk figures are compared with it. */
+/** The bulk figures before issue 12 (bench/baseline.json): a fixed reference, not the last run's noise. */
 async function readPrevious(): Promise<Previous | undefined> {
   try {
-    return JSON.parse(await readFile(resultsFile, 'utf8')) as Previous;
+    return JSON.parse(await readFile(baselineFile, 'utf8')) as Previous;
   } catch {
     return undefined;
   }
