@@ -86,6 +86,9 @@ export class Apply {
   async files(plan: Plan, fileOf: (key: string) => string): Promise<void> {
     let unexpected: unknown;
     const written: string[] = [];
+    // As for pushes: a crash between a rename and the base's save must not make etcd's own value,
+    // now in the file, look like an edit at restart.
+    this.parts.base.announceFileWrites(plan.toFile);
     await this.parts.files.write(
       groupBy(plan.toFile, (w) => fileOf(w.key)),
       this.parts.options().checkFile,

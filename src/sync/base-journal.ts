@@ -40,6 +40,8 @@ export type LoadedBase =
       readonly logEntries?: number;
       /** Pushes announced and not recorded as landed: key -> value sent (null: a delete). */
       readonly pushes?: ReadonlyMap<string, string | null>;
+      /** File writes announced and not recorded as landed: key -> etcd's entry written (null: a delete). */
+      readonly writes?: ReadonlyMap<string, BaseEntry | null>;
     }
   | {
       readonly ok: false;
@@ -59,20 +61,26 @@ export function logPathOf(journal: string): string {
   return journal.replace(/\.json$/, '.log');
 }
 
-type LogLine = readonly [string, string, number] | readonly [string] | { readonly push: readonly unknown[] };
+type LogLine =
+  | readonly [string, string, number]
+  | readonly [string]
+  | { readonly push: readonly unknown[] }
+  | { readonly wrote: readonly unknown[] };
+
+/** What a log announced and never recorded as landed: pushes to etcd, writes to files. */
+interface Announced {
+  readonly pushes: Map<string, string | null>;
+  readonly writes: Map<string, BaseEntry | null>;
+}
 
 /**
  * Applies the log's lines to `base`; a torn last line (a crash mid-append)
  * is dropped, any other bad line is corruption. Announced pushes (`{"push":
  * [key, value]}`, value null for a delete) not followed by their key's
- * landed line are collected in `pushes`.
+ * landed line are collected in `announced.pushes`; file writes (`{"wrote":
+ * [key, value, modRevision]}`) in `announced.writes`.
  */
-function replay(
-  base: Map<string, BaseEntry>,
-  text: string,
-  path: string,
-  pushes: Map<string, string | null>,
-): number {
+function replay(base: Map<string, BaseEntry>, text: string, path: string, announced: Announced): number {
   const lines = text.split('\n');
   let applied = 0;
   for (const [i, line] of lines.entries()) {
@@ -86,15 +94,21 @@ function replay(
     }
     applied++;
     if (!Array.isArray(entry)) {
-      const [key, value] = (entry as { push?: unknown[] }).push ?? [];
-      if (typeof key !== 'string' || (typeof value !== 'string' && value !== null))
-        throw new Error(`${path}:${i + 1}: malformed entry`);
-      pushes.set(key, value);
+      const { push, wrote } = entry as { push?: unknown[]; wrote?: unknown[] };
+      const [key, value, modRevision] = push ?? wrote ?? [];
+      const valid =
+        typeof key === 'string' &&
+        (typeof value === 'string' || value === null) &&
+        (push !== undefined || typeof modRevision === 'number');
+      if (!valid) throw new Error(`${path}:${i + 1}: malformed entry`);
+      if (push !== undefined) announced.pushes.set(key, value);
+      else announced.writes.set(key, value === null ? null : { value, modRevision: modRevision as number });
       continue;
     }
     const [key, value, modRevision] = entry;
     if (typeof key !== 'string') throw new Error(`${path}:${i + 1}: malformed entry`);
-    pushes.delete(key);
+    announced.pushes.delete(key);
+    announced.writes.delete(key);
     if (value === undefined) base.delete(key);
     else if (typeof value === 'string' && typeof modRevision === 'number')
       base.set(key, { value, modRevision });
@@ -116,6 +130,29 @@ export function announcePushes(
 ): void {
   let text = '';
   for (const w of writes) text += `${JSON.stringify({ push: [w.key, w.value ?? null] })}\n`;
+  appendUnsynced(path, text);
+}
+
+/**
+ * Announces the etcd values a pass is about to write into files, as
+ * announcePushes does for etcd: at restart, a file that holds an announced
+ * value got it from etcd, and is not an edit that conflicts with etcd's
+ * later changes.
+ */
+export function announceFileWrites(
+  path: string,
+  writes: ReadonlyArray<{
+    readonly key: string;
+    readonly value: string | undefined;
+    readonly revision: number;
+  }>,
+): void {
+  let text = '';
+  for (const w of writes) text += `${JSON.stringify({ wrote: [w.key, w.value ?? null, w.revision] })}\n`;
+  appendUnsynced(path, text);
+}
+
+function appendUnsynced(path: string, text: string): void {
   const log = logPathOf(path);
   if (!existsSync(log)) mkdirSync(join(path, '..'), { recursive: true, mode: 0o700 });
   const fd = openSync(log, 'a', 0o600);
@@ -136,9 +173,9 @@ export async function loadBase(path: string): Promise<LoadedBase> {
   });
   if (log === undefined) return loaded;
   try {
-    const pushes = new Map<string, string | null>();
-    const logEntries = replay(loaded.base, log, logPathOf(path), pushes);
-    return { ok: true, base: loaded.base, logEntries, pushes };
+    const announced: Announced = { pushes: new Map(), writes: new Map() };
+    const logEntries = replay(loaded.base, log, logPathOf(path), announced);
+    return { ok: true, base: loaded.base, logEntries, ...announced };
   } catch (error) {
     return {
       ok: false,

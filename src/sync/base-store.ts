@@ -1,4 +1,11 @@
-import { announcePushes, appendBase, journalPath, loadBase, saveBase } from './base-journal.js';
+import {
+  announceFileWrites,
+  announcePushes,
+  appendBase,
+  journalPath,
+  loadBase,
+  saveBase,
+} from './base-journal.js';
 import { KeyIndex } from './key-index.js';
 import type { BaseEntry } from './merge.js';
 
@@ -24,6 +31,8 @@ export class BaseStore {
   private logEntries: number | undefined = 0;
   /** Pushes the last run announced and did not record as landed (from the log, until settled). */
   private announced: ReadonlyMap<string, string | null> = new Map();
+  /** File writes the last run announced and did not record as landed (until the first full pass). */
+  private announcedWrites: ReadonlyMap<string, BaseEntry | null> = new Map();
 
   constructor(
     private readonly where: { readonly stateDir: string; readonly confDir: string; readonly prefix: string },
@@ -45,6 +54,7 @@ export class BaseStore {
     // A journal that could not be read is rewritten whole at the first save.
     this.logEntries = loaded.ok ? (loaded.logEntries ?? 0) : undefined;
     this.announced = loaded.ok ? (loaded.pushes ?? new Map()) : new Map();
+    this.announcedWrites = loaded.ok ? (loaded.writes ?? new Map()) : new Map();
     this.index.clear();
     for (const key of this.base.keys()) {
       const file = fileOf(key);
@@ -65,6 +75,7 @@ export class BaseStore {
     this.pending.clear();
     this.logEntries = undefined;
     this.announced = new Map();
+    this.announcedWrites = new Map();
   }
 
   get journalFile(): string {
@@ -107,6 +118,56 @@ export class BaseStore {
     }
   }
 
+  /** Announces etcd values about to be written into files (see announceFileWrites); best effort, as announce. */
+  announceFileWrites(
+    writes: ReadonlyArray<{
+      readonly key: string;
+      readonly value: string | undefined;
+      readonly revision: number;
+    }>,
+  ): void {
+    if (writes.length === 0 || this.journal === '') return;
+    try {
+      announceFileWrites(this.journal, writes);
+      if (this.logEntries !== undefined) this.logEntries += writes.length;
+    } catch {
+      // As announce.
+    }
+  }
+
+  /** Whether file writes of the last run wait to be settled against the files (settleWritten). */
+  get hasAnnouncedWrites(): boolean {
+    return this.announcedWrites.size > 0;
+  }
+
+  /**
+   * File writes of the last run that the files hold but the base never
+   * recorded become the base: the file got that value from etcd. `inFile`
+   * gives a key's value in its file as read now (undefined: not there;
+   * null: the file could not be read, so nothing is known). Call once, with
+   * every file read. Returns how many.
+   */
+  settleWritten(
+    inFile: (key: string) => string | undefined | null,
+    fileOf: (key: string) => string | undefined,
+  ): number {
+    let settled = 0;
+    for (const [key, entry] of this.announcedWrites) {
+      const now = inFile(key);
+      if (now === null) continue;
+      const base = this.base.get(key);
+      if (
+        entry === null ? now === undefined && base !== undefined : now === entry.value && base?.value !== now
+      ) {
+        this.set(key, entry ?? undefined, fileOf(key));
+        settled++;
+      }
+    }
+    this.logEntries = undefined;
+    this.announcedWrites = new Map();
+    return settled;
+  }
+
   /**
    * Pushes of the last run that etcd holds but the base never recorded (the
    * process died between etcd's answer and the save) become the base: they
@@ -131,8 +192,9 @@ export class BaseStore {
         settled++;
       }
     }
-    // The log's announcements are spent: the next save writes a snapshot and empties the log.
-    if (this.announced.size > 0) this.logEntries = undefined;
+    // The log's announcements are spent: the next save writes a snapshot and empties the log (the
+    // file writes' once they are settled too).
+    if (this.announced.size > 0 && this.announcedWrites.size === 0) this.logEntries = undefined;
     this.announced = new Map();
     return settled;
   }

@@ -5,6 +5,7 @@ import type { WatchBatch } from '../middleware/watch.js';
 import { Apply } from './apply.js';
 import { defaultStateDir } from './base-journal.js';
 import { BaseStore } from './base-store.js';
+import type { FileSnapshot } from './conf-files.js';
 import { SYNC_DEFAULTS } from './defaults.js';
 import { EtcdHistory } from './etcd-history.js';
 import { EtcdSide } from './etcd-side.js';
@@ -265,6 +266,25 @@ export class SyncEngine {
     if (!dryRun) this.scheduler.open();
   }
 
+  /** File writes the last run made but did not record (killed in between) count as agreed where the files hold them. */
+  private settleWritten(paths: readonly string[], snapshots: readonly FileSnapshot[]): void {
+    const byPath = new Map(paths.map((path, i) => [path, snapshots[i]]));
+    const ours = this.base.settleWritten(
+      (key) => {
+        const file = this.etcd.fileOf(key);
+        const snapshot = file === undefined ? undefined : byPath.get(file);
+        if (snapshot === undefined || snapshot.kind === 'unreadable') return null;
+        return snapshot.entries.get(key);
+      },
+      (key) => this.etcd.fileOf(key),
+    );
+    if (ours > 0)
+      this.logger.info(
+        { keys: ours },
+        'file writes the last run made but did not record are taken as agreed',
+      );
+  }
+
   /** Subscribes to etcd and resolves once its state is read: an unreachable etcd must never look empty. */
   private followEtcd(): Promise<void> {
     this.watchSub?.unsubscribe();
@@ -317,6 +337,7 @@ export class SyncEngine {
     const lap = stageClock(this.options.onStage);
     // 1. Read the files, and gather the three states of those that need a plan.
     const snapshots = await this.files.read(paths, how.full);
+    if (how.full && this.base.hasAnnouncedWrites) this.settleWritten(paths, snapshots);
     lap('read');
     const input = gatherInput(paths, snapshots, {
       full: how.full,

@@ -113,7 +113,12 @@ describe('pushes announced before they are sent', () => {
       // Someone else's value landed instead of ours: not agreed, the merge decides.
       ['/a.conf/S/raced', e('theirs', 10)],
     ]);
-    expect(restarted.settleAnnounced((key) => etcd.get(key), (key) => key.split('/')[1])).toBe(2);
+    expect(
+      restarted.settleAnnounced(
+        (key) => etcd.get(key),
+        (key) => key.split('/')[1],
+      ),
+    ).toBe(2);
     expect(restarted.get('/a.conf/S/k')).toEqual(e('pushed', 9));
     expect(restarted.get('/a.conf/S/gone')).toBeUndefined();
     expect(restarted.get('/a.conf/S/raced')).toEqual(e('old', 7));
@@ -122,7 +127,12 @@ describe('pushes announced before they are sent', () => {
     const again = new BaseStore({ stateDir: dir, confDir: '/conf', prefix: '/' });
     await again.load('c1', (key) => key.split('/')[1]);
     expect(again.get('/a.conf/S/k')).toEqual(e('pushed', 9));
-    expect(again.settleAnnounced((key) => etcd.get(key), (key) => key.split('/')[1])).toBe(0);
+    expect(
+      again.settleAnnounced(
+        (key) => etcd.get(key),
+        (key) => key.split('/')[1],
+      ),
+    ).toBe(0);
   });
 
   it('a push recorded as landed leaves nothing to settle', async () => {
@@ -132,6 +142,45 @@ describe('pushes announced before they are sent', () => {
     await base.save();
     const restarted = new BaseStore({ stateDir: dir, confDir: '/conf', prefix: '/' });
     await restarted.load('c1', (key) => key.split('/')[1]);
-    expect(restarted.settleAnnounced(() => e('v', 3), (key) => key.split('/')[1])).toBe(0);
+    expect(
+      restarted.settleAnnounced(
+        () => e('v', 3),
+        (key) => key.split('/')[1],
+      ),
+    ).toBe(0);
+  });
+});
+
+describe('file writes announced before they are made', () => {
+  it('a value the file holds but the base never recorded (killed after the rename) is taken as agreed', async () => {
+    const { base, dir } = await store();
+    base.set('/a.conf/S/k', e('old', 5), 'a.conf');
+    base.set('/a.conf/S/gone', e('x', 6), 'a.conf');
+    base.set('/a.conf/S/edited', e('old', 7), 'a.conf');
+    base.set('/b.conf/S/k', e('old', 8), 'b.conf');
+    await base.save();
+    base.announceFileWrites([
+      { key: '/a.conf/S/k', value: 'from-etcd', revision: 9 },
+      { key: '/a.conf/S/gone', value: undefined, revision: 0 },
+      { key: '/a.conf/S/edited', value: 'from-etcd', revision: 10 },
+      { key: '/b.conf/S/k', value: 'from-etcd', revision: 11 },
+    ]);
+
+    const restarted = new BaseStore({ stateDir: dir, confDir: '/conf', prefix: '/' });
+    await restarted.load('c1', (key) => key.split('/')[1]);
+    expect(restarted.hasAnnouncedWrites).toBe(true);
+    const files = new Map<string, string>([
+      ['/a.conf/S/k', 'from-etcd'],
+      // Edited by a person since: their edit is not etcd's value, the merge decides.
+      ['/a.conf/S/edited', 'by hand'],
+    ]);
+    // b.conf could not be read: nothing is known of it, nothing settled.
+    const inFile = (key: string) => (key.startsWith('/b.conf/') ? null : files.get(key));
+    expect(restarted.settleWritten(inFile, (key) => key.split('/')[1])).toBe(2);
+    expect(restarted.get('/a.conf/S/k')).toEqual(e('from-etcd', 9));
+    expect(restarted.get('/a.conf/S/gone')).toBeUndefined();
+    expect(restarted.get('/a.conf/S/edited')).toEqual(e('old', 7));
+    expect(restarted.get('/b.conf/S/k')).toEqual(e('old', 8));
+    expect(restarted.hasAnnouncedWrites).toBe(false);
   });
 });
