@@ -1,5 +1,14 @@
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fdatasync, mkdirSync, openSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fdatasync,
+  fstatSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  writeSync,
+} from 'node:fs';
 import { mkdir, open, readFile, truncate } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -157,9 +166,29 @@ function appendUnsynced(path: string, text: string): void {
   if (!existsSync(log)) mkdirSync(join(path, '..'), { recursive: true, mode: 0o700 });
   const fd = openSync(log, 'a', 0o600);
   try {
-    writeSync(fd, text);
+    appendWhole(fd, text);
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * Appends `text` whole or not at all: writeSync may write part of it and
+ * return (a disk filling up); a partial line left in the middle of the log
+ * would make the next load call the journal corrupt and drop the base.
+ */
+function appendWhole(fd: number, text: string): void {
+  const start = fstatSync(fd).size;
+  const bytes = Buffer.from(text, 'utf8');
+  try {
+    for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
+  } catch (error) {
+    try {
+      ftruncateSync(fd, start);
+    } catch {
+      // The torn tail is then the log's last line, which a load drops.
+    }
+    throw error;
   }
 }
 
@@ -234,7 +263,7 @@ export async function appendBase(
   if (created) mkdirSync(join(path, '..'), { recursive: true, mode: 0o700 });
   const fd = openSync(log, 'a', 0o600);
   try {
-    writeSync(fd, text);
+    appendWhole(fd, text);
     // fdatasync: the appended bytes and the length that reaches them, which is all a replay needs.
     await new Promise<void>((resolve, reject) => fdatasync(fd, (e) => (e ? reject(e) : resolve())));
   } finally {

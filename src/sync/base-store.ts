@@ -135,6 +135,11 @@ export class BaseStore {
     }
   }
 
+  /** The keys of the last run's file writes that wait to be settled. */
+  announcedWriteKeys(): IterableIterator<string> {
+    return this.announcedWrites.keys();
+  }
+
   /** Whether file writes of the last run wait to be settled against the files (settleWritten). */
   get hasAnnouncedWrites(): boolean {
     return this.announcedWrites.size > 0;

@@ -5,7 +5,6 @@ import type { WatchBatch } from '../middleware/watch.js';
 import { Apply } from './apply.js';
 import { defaultStateDir } from './base-journal.js';
 import { BaseStore } from './base-store.js';
-import type { FileSnapshot } from './conf-files.js';
 import { SYNC_DEFAULTS } from './defaults.js';
 import { EtcdHistory } from './etcd-history.js';
 import { EtcdSide } from './etcd-side.js';
@@ -246,12 +245,7 @@ export class SyncEngine {
       ? { reason: 'the base is rebuilt (--rebuild-base)', first: false }
       : await this.base.load(this.clusterId, (key) => this.etcd.fileOf(key));
     if (this.options.rebuildBase) this.base.forget(this.clusterId);
-    const ours = this.base.settleAnnounced(
-      (key) => this.etcd.get(key),
-      (key) => this.etcd.fileOf(key),
-    );
-    if (ours > 0)
-      this.logger.info({ keys: ours }, 'pushes the last run sent but did not record are taken as agreed');
+    await this.settleLastRun();
     // Missing (a first run, or a lost state dir), corrupt or dropped on purpose: the union of both sides
     // brings back what was deleted on one side since the lost base, and deletes nothing. With etcd
     // empty on a first start there is nothing a union could bring back: no cause for a warning.
@@ -266,22 +260,30 @@ export class SyncEngine {
     if (!dryRun) this.scheduler.open();
   }
 
-  /** File writes the last run made but did not record (killed in between) count as agreed where the files hold them. */
-  private settleWritten(paths: readonly string[], snapshots: readonly FileSnapshot[]): void {
-    const byPath = new Map(paths.map((path, i) => [path, snapshots[i]]));
-    const ours = this.base.settleWritten(
-      (key) => {
-        const file = this.etcd.fileOf(key);
-        const snapshot = file === undefined ? undefined : byPath.get(file);
-        if (snapshot === undefined || snapshot.kind === 'unreadable') return null;
-        return snapshot.entries.get(key);
-      },
-      (key) => this.etcd.fileOf(key),
-    );
-    if (ours > 0)
+  /**
+   * What the last run sent (to etcd) or wrote (to files) and was killed
+   * before recording counts as agreed where that side still holds it:
+   * settled before any pass may run, so no pass merges against the stale base.
+   */
+  private async settleLastRun(): Promise<void> {
+    const fileOf = (key: string) => this.etcd.fileOf(key);
+    const pushed = this.base.settleAnnounced((key) => this.etcd.get(key), fileOf);
+    let written = 0;
+    if (this.base.hasAnnouncedWrites) {
+      const paths = [...new Set([...this.base.announcedWriteKeys()].map(fileOf))].filter(
+        (path): path is string => path !== undefined,
+      );
+      const snapshots = new Map((await this.files.read(paths, true)).map((s, i) => [paths[i], s]));
+      written = this.base.settleWritten((key) => {
+        const file = fileOf(key);
+        const snapshot = file === undefined ? undefined : snapshots.get(file);
+        return snapshot === undefined || snapshot.kind === 'unreadable' ? null : snapshot.entries.get(key);
+      }, fileOf);
+    }
+    if (pushed + written > 0)
       this.logger.info(
-        { keys: ours },
-        'file writes the last run made but did not record are taken as agreed',
+        { pushed, written },
+        'writes the last run made but did not record are taken as agreed',
       );
   }
 
@@ -316,7 +318,7 @@ export class SyncEngine {
 
   /** Marks every file under a folder dirty: those on disk now, and those either side or the base knows. */
   private async touchTree(dir: string): Promise<void> {
-    const inside = (path: string) => path.startsWith(`${dir}/`);
+    const inside = (path: string) => dir === '' || path.startsWith(`${dir}/`);
     const onDisk = await this.files.scan(dir);
     this.scheduler.touch([...onDisk, ...this.base.files(), ...this.etcd.files()].filter(inside));
   }
@@ -337,7 +339,6 @@ export class SyncEngine {
     const lap = stageClock(this.options.onStage);
     // 1. Read the files, and gather the three states of those that need a plan.
     const snapshots = await this.files.read(paths, how.full);
-    if (how.full && this.base.hasAnnouncedWrites) this.settleWritten(paths, snapshots);
     lap('read');
     const input = gatherInput(paths, snapshots, {
       full: how.full,

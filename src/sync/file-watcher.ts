@@ -1,4 +1,4 @@
-import { type FSWatcher, lstatSync, watch } from 'node:fs';
+import { type FSWatcher, lstatSync, statSync, watch } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TEMP_MARK } from '../files/atomic-write.js';
@@ -7,6 +7,8 @@ import type { Cancel, Clock } from './scheduler.js';
 
 /** Folder moves are handled at most this often (ms). */
 export const FOLDER_MS = 50;
+/** How often the conf dir itself is checked for having been removed, moved or replaced (ms). */
+export const ROOT_CHECK_MS = 1_000;
 
 /** How often files are scanned when the file watcher failed. */
 export const SCAN_MS = 5_000;
@@ -115,10 +117,32 @@ export async function watchConfDir(confDir: string, on: ConfDirEvents): Promise<
     if (isMirrored(child)) on.file(child);
   };
 
+  // The conf dir itself removed, moved or replaced (a deploy re-pointing it): its watch follows the
+  // old folder or ends without a word. A stat every ROOT_CHECK_MS (microseconds) notices, and the
+  // tree is watched afresh and looked at again.
+  const rootId = () => {
+    try {
+      const info = statSync(confDir);
+      return info.isDirectory() ? `${info.dev}:${info.ino}` : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  let root = rootId();
+  const rootCheck = setInterval(() => {
+    const now = rootId();
+    if (now === root) return;
+    root = now;
+    unwatch('');
+    if (now === undefined) return on.folder('');
+    void watchTree('').then(() => on.folder(''));
+  }, ROOT_CHECK_MS).unref();
+
   await watchTree('');
   return {
     close: () => {
       closed = true;
+      clearInterval(rootCheck);
       if (flushing !== undefined) clearTimeout(flushing);
       unwatch('');
     },

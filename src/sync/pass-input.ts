@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { FileSnapshot } from './conf-files.js';
 import type { BaseEntry, ConflictPolicy, EtcdEntry } from './merge.js';
 import type { PlanInput } from './plan.js';
+import type { ReadVerdict } from './scheduler.js';
 
 /** What gathering needs of each part; narrow, so a test can hand in plain objects. */
 export interface PassSources {
@@ -19,7 +20,7 @@ export interface PassSources {
     takeMustPlan(path: string): boolean;
     settling(path: string): boolean;
     holdEmptied(path: string, emptied: boolean): boolean;
-    holdPartial(path: string, looksPartial: boolean): boolean;
+    holdPartial(path: string, verdict: ReadVerdict): boolean;
     lastChange(side: 'file' | 'etcd', id: string): number | undefined;
   };
   readonly report: {
@@ -62,7 +63,7 @@ export function gatherInput(
     }
     // Read on the event, an editor's save may be caught halfway: what a cut-short read would push
     // (deletions, a half value, an error) waits for the file to be quiet; a whole save goes at once.
-    if (!from.settled && from.scheduler.holdPartial(path, looksPartial(snapshot, from.base.keysOf(path)))) {
+    if (!from.settled && from.scheduler.holdPartial(path, readVerdict(snapshot, from.base.keysOf(path)))) {
       unreadable.add(path);
       continue;
     }
@@ -108,11 +109,11 @@ export function gatherInput(
   };
 }
 
-/** A read that may be a save caught halfway: it does not parse, lacks a key the base has, or stops mid-line. */
-export function looksPartial(snapshot: FileSnapshot, baseKeys: ReadonlySet<string>): boolean {
-  if (snapshot.kind === 'unreadable') return true;
-  if (snapshot.kind !== 'ok') return false;
-  if (snapshot.text.length > 0 && !snapshot.text.endsWith('\n')) return true;
-  for (const key of baseKeys) if (!snapshot.entries.has(key)) return true;
-  return false;
+/** Whether a read may be a save caught halfway: it lacks a key the base has, does not parse, or stops mid-line. */
+export function readVerdict(snapshot: FileSnapshot, baseKeys: ReadonlySet<string>): ReadVerdict {
+  if (snapshot.kind === 'unreadable') return 'cut';
+  if (snapshot.kind !== 'ok') return 'whole';
+  for (const key of baseKeys) if (!snapshot.entries.has(key)) return 'keys-gone';
+  if (snapshot.text.length > 0 && !snapshot.text.endsWith('\n')) return 'cut';
+  return 'whole';
 }

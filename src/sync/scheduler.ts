@@ -11,6 +11,9 @@ import { setBounded } from './bounded.js';
  * injected clock, so tests drive it instead of sleeping.
  */
 
+/** How a file read looks: whole, cut short (no final newline, a parse error), or missing keys of the base. */
+export type ReadVerdict = 'whole' | 'cut' | 'keys-gone';
+
 /** Cancels what `schedule` arranged. */
 export type Cancel = () => void;
 
@@ -195,17 +198,20 @@ export class Scheduler {
   }
 
   /**
-   * A read that may be an editor's save caught halfway (keys gone, no final
-   * newline, a parse error) counts only once the file has been quiet for the
-   * quiet window since its last event; until then it is held and read again.
-   * A whole save (the usual case) is pushed from the first read.
+   * A read that may be a save caught halfway counts only once the file has
+   * been quiet long enough since its last event; until then it is held and
+   * read again. `cut` (no final newline, a parse error) waits the quiet
+   * window; `keys-gone` (keys of the base missing: deletions other hosts
+   * would apply) waits SETTLE_MS, as an emptied file does, since a writer
+   * may pause between lines. A whole save (the usual case) goes at once.
    */
-  holdPartial(path: string, looksPartial: boolean): boolean {
-    if (!looksPartial) return false;
+  holdPartial(path: string, verdict: ReadVerdict): boolean {
+    if (verdict === 'whole') return false;
+    const wait = verdict === 'keys-gone' ? Math.max(SETTLE_MS, this.quietMs) : this.quietMs;
     const last = this.changedAt.get(`file\0${path}`);
     const quietFor = last === undefined ? Number.POSITIVE_INFINITY : this.clock.now() - last;
-    if (quietFor >= this.quietMs) return false;
-    this.planLater(path, this.quietMs - quietFor);
+    if (quietFor >= wait) return false;
+    this.planLater(path, wait - quietFor);
     return true;
   }
 

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { watchConfDir } from '../../src/sync/file-watcher.js';
+import { ROOT_CHECK_MS, watchConfDir } from '../../src/sync/file-watcher.js';
 import { waitFor } from '../harness/wait.js';
 
 /**
@@ -88,6 +88,23 @@ describe('the conf dir watcher', () => {
     await waitFor(() => w.files.includes('last.conf'));
     expect(w.files.filter((f) => f !== 'last.conf')).toEqual([]);
     expect(w.errors).toEqual([]);
+  });
+
+  it('watches the conf dir afresh when it is replaced (moved away, made again), within ROOT_CHECK_MS', async () => {
+    const w = await watched();
+    const away = `${w.confDir}.old`;
+    cleanups.push(() => rm(away, { recursive: true, force: true }));
+    await rename(w.confDir, away);
+    await mkdir(w.confDir);
+    await waitFor(() => w.folders.includes(''), { timeout: ROOT_CHECK_MS * 3 });
+    w.files.length = 0;
+    await writeFile(join(w.confDir, 'fresh.conf'), '[S]\nk = 1\n');
+    await waitFor(() => w.files.includes('fresh.conf'));
+    // The old folder's watch is gone: an edit there is not reported as one in the conf dir.
+    await writeFile(join(away, 'stale.conf'), '[S]\nk = 1\n');
+    await writeFile(join(w.confDir, 'last.conf'), '[S]\nk = 1\n');
+    await waitFor(() => w.files.includes('last.conf'));
+    expect(w.files).not.toContain('stale.conf');
   });
 
   it('does not watch through a symlinked folder', async () => {

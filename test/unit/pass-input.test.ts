@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import type { FileSnapshot } from '../../src/sync/conf-files.js';
 import type { BaseEntry, EtcdEntry } from '../../src/sync/merge.js';
-import { gatherInput, looksPartial, type PassSources } from '../../src/sync/pass-input.js';
+import { gatherInput, type PassSources, readVerdict } from '../../src/sync/pass-input.js';
 import { merge, type PlanInput } from '../../src/sync/plan.js';
-import { Scheduler, SETTLE_MS } from '../../src/sync/scheduler.js';
+import { type ReadVerdict, Scheduler, SETTLE_MS } from '../../src/sync/scheduler.js';
 import { ManualClock } from '../support/manual-clock.js';
 
 const e = (value: string, modRevision: number): EtcdEntry => ({ value, modRevision });
@@ -39,7 +39,7 @@ class Sources implements PassSources {
   /** The scheduler's answer to holdEmptied; default: a newly emptied file is held. */
   hold = (_path: string, emptied: boolean) => emptied;
   /** The scheduler's answer to holdPartial; default: never held (the file quiet long enough). */
-  holdCut = (_path: string, _looksPartial: boolean) => false;
+  holdCut = (_path: string, _verdict: ReadVerdict) => false;
 
   readonly files = {
     confDir: '/etc/app',
@@ -64,7 +64,7 @@ class Sources implements PassSources {
       this.calls.push(`holdEmptied ${path} ${emptied}`);
       return this.hold(path, emptied);
     },
-    holdPartial: (path: string, looks: boolean) => this.holdCut(path, looks),
+    holdPartial: (path: string, verdict: ReadVerdict) => this.holdCut(path, verdict),
     lastChange: (side: 'file' | 'etcd', id: string) => this.changes.get(`${side}:${id}`),
   };
   readonly report = {
@@ -268,24 +268,24 @@ describe('gatherInput: a save caught halfway', () => {
       clock,
     );
 
-  it('looksPartial: a parse error, a key of the base gone, or no final newline; a whole save is not', () => {
+  it('readVerdict: keys of the base gone, a parse error, no final newline; a whole save is whole', () => {
     const base = new Set(['/a.conf/S/k', '/a.conf/S/j']);
     const whole = ok(A, { '/a.conf/S/k': '1', '/a.conf/S/j': '2', '/a.conf/S/new': '3' });
-    expect(looksPartial(whole, base)).toBe(false);
-    expect(looksPartial(ok(A, { '/a.conf/S/k': '1' }), base)).toBe(true);
+    expect(readVerdict(whole, base)).toBe('whole');
+    expect(readVerdict(ok(A, { '/a.conf/S/k': '1' }), base)).toBe('keys-gone');
     const cutMidLine: FileSnapshot = {
       kind: 'ok',
       confPath: A,
       text: 'k = 1\nj = 2\nnew = 3',
       entries: whole.entries,
     };
-    expect(looksPartial(cutMidLine, base)).toBe(true);
-    expect(looksPartial(unreadable(A, 'a.conf:3: expected `key = value`'), base)).toBe(true);
-    // Emptied and missing files are the settle rule's (SETTLE_MS), not this one's.
-    expect(looksPartial(missing(A), base)).toBe(false);
+    expect(readVerdict(cutMidLine, base)).toBe('cut');
+    expect(readVerdict(unreadable(A, 'a.conf:3: expected `key = value`'), base)).toBe('cut');
+    // Emptied and missing files are the settle rule's (holdEmptied), not this one's.
+    expect(readVerdict(missing(A), base)).toBe('whole');
   });
 
-  it('with the real scheduler: a fresh read that lost a key is held (nothing pushed, nothing reported), the same read counts once quiet', async () => {
+  it('with the real scheduler: a fresh read that lost a key is held SETTLE_MS (nothing pushed, nothing reported), then counts', async () => {
     const clock = new ManualClock();
     const scheduler = realScheduler(clock);
     const src = new Sources();
@@ -305,7 +305,10 @@ describe('gatherInput: a save caught halfway', () => {
     const cut = ok(A, { '/a.conf/S/k': 'v' });
     expect(gatherInput([A], [cut], from).unreadableFiles).toEqual(new Set([A]));
     expect(src.calls.filter((c) => c.startsWith('unreadable') || c.startsWith('readable'))).toEqual([]);
+    // A writer may pause between lines: the quiet window (20 ms here) is not enough for deletions.
     await clock.advance(20);
+    expect(merge(gatherInput([A], [cut], from)).toEtcd).toEqual([]);
+    await clock.advance(SETTLE_MS - 20);
     const input = gatherInput([A], [cut], from);
     expect(contents(input).unreadable).toEqual([]);
     expect(merge(input).toEtcd.map((w) => [w.key, w.value])).toEqual([['/a.conf/S/j', undefined]]);

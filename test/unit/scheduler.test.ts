@@ -181,22 +181,30 @@ describe('Scheduler: when passes run', () => {
     ]);
   });
 
-  it('holdPartial: a read that looks cut short is held until the file was quiet for the quiet window, then planned', async () => {
+  it('holdPartial: a cut read waits for the quiet window, a read missing keys for SETTLE_MS, then planned', async () => {
     const { clock, work, s, at } = setup();
     // A whole read is never held, fresh or not.
-    expect(s.holdPartial('a', false)).toBe(false);
+    expect(s.holdPartial('a', 'whole')).toBe(false);
     s.fileChanged('a');
     await clock.flush();
     await at(5);
-    expect(s.holdPartial('a', true)).toBe(true);
+    expect(s.holdPartial('a', 'cut')).toBe(true);
     await at(QUIET - 1);
     expect(work.passes.map((p) => p.at - START)).toEqual([0]);
     await at(QUIET);
     expect(work.passes.at(-1)).toEqual({ at: START + QUIET, paths: ['a'], mustPlan: ['a'] });
-    // Quiet long enough now: the same read counts.
-    expect(s.holdPartial('a', true)).toBe(false);
+    // Quiet long enough now for a cut read, not for deletions.
+    expect(s.holdPartial('a', 'cut')).toBe(false);
+    expect(s.holdPartial('a', 'keys-gone')).toBe(true);
+    // (The pass at RECHECK_MS is the event's own recheck, not the hold's.)
+    const held = () => work.passes.filter((p) => p.mustPlan.includes('a')).map((p) => p.at - START);
+    await at(SETTLE_MS - 1);
+    expect(held()).toEqual([QUIET]);
+    await at(SETTLE_MS);
+    expect(held()).toEqual([QUIET, SETTLE_MS]);
+    expect(s.holdPartial('a', 'keys-gone')).toBe(false);
     // A file with no event known (read by a full pass) is never held.
-    expect(s.holdPartial('never-changed', true)).toBe(false);
+    expect(s.holdPartial('never-changed', 'keys-gone')).toBe(false);
   });
 
   it('touch: a pass after the quiet window, without a recheck', async () => {
