@@ -92,6 +92,8 @@ export class Scheduler {
   private cancelPeriodic: Cancel | undefined;
   private running: Promise<void> | undefined;
   private opened = false;
+  /** A drain was asked for while one (or an exclusive task) ran. */
+  private kickedWhileRunning = false;
   private stopped = false;
 
   constructor(
@@ -274,6 +276,7 @@ export class Scheduler {
     } finally {
       this.running = undefined;
       if (this.dirty.size > 0) this.kick(0);
+      else this.again();
     }
   }
 
@@ -328,10 +331,18 @@ export class Scheduler {
     this.cancelKick?.();
     this.cancelKick = undefined;
     const run = () => {
-      // The pass in flight re-checks `dirty` when it ends.
-      if (this.running || this.stopped) return;
+      if (this.stopped) return;
+      // The pass in flight re-checks `dirty` when it ends; a drain after it reports what was seen
+      // meanwhile as applied (our own writes coming back mark nothing dirty, but they were seen).
+      if (this.running) {
+        this.kickedWhileRunning = true;
+        return;
+      }
+      // This drain covers whatever asked for one so far.
+      this.kickedWhileRunning = false;
       this.running = this.drain().finally(() => {
         this.running = undefined;
+        this.again();
       });
     };
     if (ms === 0) this.clock.schedule(run, 0);
@@ -344,6 +355,13 @@ export class Scheduler {
         ms,
         true,
       );
+  }
+
+  /** One more drain if something asked for one while work was in flight. */
+  private again(): void {
+    if (!this.kickedWhileRunning) return;
+    this.kickedWhileRunning = false;
+    this.kick(0);
   }
 
   private async drain(): Promise<void> {

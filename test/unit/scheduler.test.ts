@@ -477,6 +477,24 @@ describe('Scheduler: exclusive', () => {
     expect(work.log).toEqual(['drainStarted', 'pass a,b', 'drained']);
   });
 
+  it('an etcd batch that marks nothing (our own write coming back) while a drain runs gets one drain after it', async () => {
+    const { clock, s, work } = setup();
+    const pass = deferred();
+    work.onPass = () => pass.promise;
+    s.etcdChanged([['a', '/a/S/k']]);
+    await clock.flush();
+    // Our write's event arrives while the pass that made it is still recording.
+    s.etcdChanged([]);
+    await clock.flush();
+    expect(work.log).toEqual(['drainStarted', 'pass a']);
+    pass.resolve();
+    await clock.flush();
+    // The second drain is what reports the revision it brought as applied (the lag back to 0).
+    expect(work.log).toEqual(['drainStarted', 'pass a', 'drained', 'drainStarted', 'drained']);
+    await clock.advance(1_000);
+    expect(work.log).toHaveLength(5);
+  });
+
   it('after an exclusive task with nothing dirty, no drain runs', async () => {
     const { clock, s, work } = setup();
     await Promise.all([s.exclusive(async () => 1), clock.flush()]);
