@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { quietCpuMs } from './proc.js';
-import { added, latencies, paced, Sightings } from './sightings.js';
+import { added, latencies, type PacedArgs, paced, type RunArgs, Sightings } from './sightings.js';
 import { now, round, type Summary, summarize } from './stats.js';
 
 /**
@@ -91,14 +91,7 @@ function summary(o: Observed): EtcdToFile {
  * application updating its config would. `cpuMsPerChange` is the daemon's
  * CPU time over the run divided by the number of puts.
  */
-export async function etcdToFilePaced(args: {
-  endpoint: string;
-  confDir: string;
-  prefix: string;
-  daemonPid: number;
-  samples: number;
-  intervalMs: number;
-}): Promise<EtcdToFile & { cpuMsPerChange: number }> {
+export async function etcdToFilePaced(args: PacedArgs): Promise<EtcdToFile & { cpuMsPerChange: number }> {
   const o = await observe(args.endpoint, args.confDir, args.prefix, 'e2f-paced.conf');
   const cpuBefore = await quietCpuMs(args.daemonPid);
   await paced(args.samples, args.intervalMs, (i) => {
@@ -113,12 +106,7 @@ export async function etcdToFilePaced(args: {
 }
 
 /** Back-to-back: each put sent the moment both the watcher and the file have shown the previous one. */
-export async function etcdToFileBackToBack(args: {
-  endpoint: string;
-  confDir: string;
-  prefix: string;
-  samples: number;
-}): Promise<EtcdToFile> {
+export async function etcdToFileBackToBack(args: RunArgs): Promise<EtcdToFile> {
   const o = await observe(args.endpoint, args.confDir, args.prefix, 'e2f-back-to-back.conf');
   for (let i = 0; i < args.samples; i++) {
     await Promise.all([o.put(i), o.floor.seen(i), o.file.seen(i)]);

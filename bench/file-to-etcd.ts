@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { quietCpuMs } from './proc.js';
-import { latencies, paced, Sightings } from './sightings.js';
+import { latencies, type PacedArgs, paced, type RunArgs, Sightings } from './sightings.js';
 import { now, round, type Summary, summarize } from './stats.js';
 
 interface Observed {
@@ -41,14 +41,9 @@ async function observe(endpoint: string, confDir: string, prefix: string, name: 
 }
 
 /** file -> etcd, paced: the file rewritten every `intervalMs`, each write timed until etcd's watchers see it. */
-export async function fileToEtcdPaced(args: {
-  endpoint: string;
-  confDir: string;
-  prefix: string;
-  daemonPid: number;
-  samples: number;
-  intervalMs: number;
-}): Promise<{ linkEtcd: Summary; cpuMsPerChange: number }> {
+export async function fileToEtcdPaced(
+  args: PacedArgs,
+): Promise<{ linkEtcd: Summary; cpuMsPerChange: number }> {
   const o = await observe(args.endpoint, args.confDir, args.prefix, 'f2e-paced.conf');
   const cpuBefore = await quietCpuMs(args.daemonPid);
   await paced(args.samples, args.intervalMs, (i) => o.write(i));
@@ -59,12 +54,7 @@ export async function fileToEtcdPaced(args: {
 }
 
 /** file -> etcd, back-to-back: each write made the moment etcd has shown the previous one. */
-export async function fileToEtcdBackToBack(args: {
-  endpoint: string;
-  confDir: string;
-  prefix: string;
-  samples: number;
-}): Promise<{ linkEtcd: Summary }> {
+export async function fileToEtcdBackToBack(args: RunArgs): Promise<{ linkEtcd: Summary }> {
   const o = await observe(args.endpoint, args.confDir, args.prefix, 'f2e-back-to-back.conf');
   for (let i = 0; i < args.samples; i++) {
     await o.write(i);

@@ -82,3 +82,17 @@ export async function paced(
   }
   return sent;
 }
+
+/** Where a propagation run happens: etcd, the daemon's conf dir and prefix, and how many samples. */
+export interface RunArgs {
+  readonly endpoint: string;
+  readonly confDir: string;
+  readonly prefix: string;
+  readonly samples: number;
+}
+
+/** A paced run: also the daemon whose CPU time is measured, and the pace. */
+export interface PacedArgs extends RunArgs {
+  readonly daemonPid: number;
+  readonly intervalMs: number;
+}

@@ -13,7 +13,10 @@ import { mkdir, open, readFile, truncate } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../files/atomic-write.js';
-import type { BaseEntry } from './merge.js';
+import type { BaseEntry, FileWrite } from './merge.js';
+
+/** What a file write announcement holds: the key, etcd's value (undefined: a delete) and its revision. */
+export type FileWriteAnnouncement = Pick<FileWrite, 'key' | 'value' | 'revision'>;
 
 /**
  * Where the daemon keeps its state: `$STATE_DIRECTORY` (systemd's
@@ -148,14 +151,7 @@ export function announcePushes(
  * value got it from etcd, and is not an edit that conflicts with etcd's
  * later changes.
  */
-export function announceFileWrites(
-  path: string,
-  writes: ReadonlyArray<{
-    readonly key: string;
-    readonly value: string | undefined;
-    readonly revision: number;
-  }>,
-): void {
+export function announceFileWrites(path: string, writes: ReadonlyArray<FileWriteAnnouncement>): void {
   let text = '';
   for (const w of writes) text += `${JSON.stringify({ wrote: [w.key, w.value ?? null, w.revision] })}\n`;
   appendUnsynced(path, text);

@@ -2,6 +2,7 @@ import {
   announceFileWrites,
   announcePushes,
   appendBase,
+  type FileWriteAnnouncement,
   journalPath,
   loadBase,
   saveBase,
@@ -119,13 +120,7 @@ export class BaseStore {
   }
 
   /** Announces etcd values about to be written into files (see announceFileWrites); best effort, as announce. */
-  announceFileWrites(
-    writes: ReadonlyArray<{
-      readonly key: string;
-      readonly value: string | undefined;
-      readonly revision: number;
-    }>,
-  ): void {
+  announceFileWrites(writes: ReadonlyArray<FileWriteAnnouncement>): void {
     if (writes.length === 0 || this.journal === '') return;
     try {
       announceFileWrites(this.journal, writes);

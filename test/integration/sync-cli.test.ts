@@ -60,6 +60,29 @@ async function etcdValue(key: string): Promise<string | undefined> {
   return out === '' ? undefined : out.replace(/\n$/, '');
 }
 
+/**
+ * A daemon that is SIGKILLed at the 31st of 60 changes made by `change(i)`
+ * (the rest land while it is dead), then a second one on the same dirs,
+ * returned once it says it is in sync.
+ */
+async function killedMidBurst(
+  d: { confDir: string; stateDir: string; prefix: string },
+  change: (i: number) => Promise<unknown>,
+): Promise<Daemon> {
+  const first = daemon(syncArgs(d));
+  await waitFor(() => first.lines.some((l) => l.msg === 'in sync; following both sides'));
+  for (let i = 0; i < 60; i++) {
+    await change(i);
+    if (i === 30) first.child.kill('SIGKILL');
+  }
+  await first.exited;
+  const second = daemon(syncArgs(d));
+  await waitFor(() => second.lines.some((l) => l.msg === 'in sync; following both sides'), {
+    timeout: 20_000,
+  });
+  return second;
+}
+
 describe('link-etcd sync as a process', () => {
   it('logs JSON lines, mirrors an etcdctl put into the file, and exits 0 on SIGTERM', async () => {
     const d = await dirs();
@@ -76,17 +99,9 @@ describe('link-etcd sync as a process', () => {
 
   it('converges after a SIGKILL in the middle of a burst of 60 file writes', async () => {
     const d = await dirs();
-    const first = daemon(syncArgs(d));
-    await waitFor(() => first.lines.some((l) => l.msg === 'in sync; following both sides'));
-    for (let i = 0; i < 60; i++) {
-      await writeFile(join(d.confDir, `f${i % 12}.conf`), `[S]\nk = ${i}\nfile = f${i % 12}\n`);
-      if (i === 30) first.child.kill('SIGKILL');
-    }
-    await first.exited;
-    const second = daemon(syncArgs(d));
-    await waitFor(() => second.lines.some((l) => l.msg === 'in sync; following both sides'), {
-      timeout: 20_000,
-    });
+    const second = await killedMidBurst(d, (i) =>
+      writeFile(join(d.confDir, `f${i % 12}.conf`), `[S]\nk = ${i}\nfile = f${i % 12}\n`),
+    );
     for (let f = 0; f < 12; f++) {
       const text = await readFile(join(d.confDir, `f${f}.conf`), 'utf8');
       const expected = parseIni(text, `f${f}.conf`).sections.get('S');
@@ -100,18 +115,10 @@ describe('link-etcd sync as a process', () => {
 
   it('converges after a SIGKILL in the middle of a burst of 60 etcd puts, with no conflict record', async () => {
     const d = await dirs();
-    const first = daemon(syncArgs(d));
-    await waitFor(() => first.lines.some((l) => l.msg === 'in sync; following both sides'));
-    for (let i = 0; i < 60; i++) {
-      // Puts go on while the daemon is dead: the restart finds files it wrote and etcd moved on since.
-      await etcd.etcdctl('put', `${d.prefix}e${i % 12}.conf/S/k`, String(i));
-      if (i === 30) first.child.kill('SIGKILL');
-    }
-    await first.exited;
-    const second = daemon(syncArgs(d));
-    await waitFor(() => second.lines.some((l) => l.msg === 'in sync; following both sides'), {
-      timeout: 20_000,
-    });
+    // Puts go on while the daemon is dead: the restart finds files it wrote and etcd moved on since.
+    const second = await killedMidBurst(d, (i) =>
+      etcd.etcdctl('put', `${d.prefix}e${i % 12}.conf/S/k`, String(i)),
+    );
     for (let f = 0; f < 12; f++) {
       const last = 48 + f;
       expect(await readFile(join(d.confDir, `e${f}.conf`), 'utf8')).toBe(`[S]\nk = ${last}\n`);

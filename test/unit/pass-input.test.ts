@@ -24,6 +24,21 @@ const unreadable = (confPath: string, reason: string): FileSnapshot => ({
   entries: new Map(),
 });
 
+/** A real scheduler (quiet window 20 ms) whose passes do nothing: for its holding rules. */
+const realScheduler = (clock: ManualClock) =>
+  new Scheduler(
+    {
+      pass: async () => {},
+      full: async () => {},
+      drainStarted() {},
+      drained() {},
+      passFailed() {},
+      fullFailed() {},
+    },
+    20,
+    clock,
+  );
+
 /** Plain-object sources: what each part holds, and a log of every call that changes something. */
 class Sources implements PassSources {
   full = false;
@@ -224,18 +239,7 @@ describe('gatherInput: emptied files', () => {
 
   it('with the real scheduler: held until it stayed empty SETTLE_MS, then planned', async () => {
     const clock = new ManualClock();
-    const scheduler = new Scheduler(
-      {
-        pass: async () => {},
-        full: async () => {},
-        drainStarted() {},
-        drained() {},
-        passFailed() {},
-        fullFailed() {},
-      },
-      20,
-      clock,
-    );
+    const scheduler = realScheduler(clock);
     const src = withBase();
     const from = Object.assign(src, { scheduler });
     const empty = ok(A, {});
@@ -254,19 +258,6 @@ describe('gatherInput: emptied files', () => {
 
 describe('gatherInput: a save caught halfway', () => {
   const A = 'a.conf';
-  const realScheduler = (clock: ManualClock) =>
-    new Scheduler(
-      {
-        pass: async () => {},
-        full: async () => {},
-        drainStarted() {},
-        drained() {},
-        passFailed() {},
-        fullFailed() {},
-      },
-      20,
-      clock,
-    );
 
   it('readVerdict: keys of the base gone, a parse error, no final newline; a whole save is whole', () => {
     const base = new Set(['/a.conf/S/k', '/a.conf/S/j']);
