@@ -12,6 +12,7 @@ import { FileSide } from './file-side.js';
 import { followConfDir } from './file-watcher.js';
 import { holdingOf } from './guard.js';
 import { guardPass } from './guard-pass.js';
+import { settleLastRun } from './last-run.js';
 import type { ConflictPolicy } from './merge.js';
 import { gatherInput } from './pass-input.js';
 import { merge } from './plan.js';
@@ -245,7 +246,7 @@ export class SyncEngine {
       ? { reason: 'the base is rebuilt (--rebuild-base)', first: false }
       : await this.base.load(this.clusterId, (key) => this.etcd.fileOf(key));
     if (this.options.rebuildBase) this.base.forget(this.clusterId);
-    await this.settleLastRun();
+    await settleLastRun({ base: this.base, etcd: this.etcd, files: this.files, logger: this.logger });
     // Missing (a first run, or a lost state dir), corrupt or dropped on purpose: the union of both sides
     // brings back what was deleted on one side since the lost base, and deletes nothing. With etcd
     // empty on a first start there is nothing a union could bring back: no cause for a warning.
@@ -258,33 +259,6 @@ export class SyncEngine {
     }
     // A dry run plans once and writes nothing: no etcd change may start a pass behind its back.
     if (!dryRun) this.scheduler.open();
-  }
-
-  /**
-   * What the last run sent (to etcd) or wrote (to files) and was killed
-   * before recording counts as agreed where that side still holds it:
-   * settled before any pass may run, so no pass merges against the stale base.
-   */
-  private async settleLastRun(): Promise<void> {
-    const fileOf = (key: string) => this.etcd.fileOf(key);
-    const pushed = this.base.settleAnnounced((key) => this.etcd.get(key), fileOf);
-    let written = 0;
-    if (this.base.hasAnnouncedWrites) {
-      const paths = [...new Set([...this.base.announcedWriteKeys()].map(fileOf))].filter(
-        (path): path is string => path !== undefined,
-      );
-      const snapshots = new Map((await this.files.read(paths, true)).map((s, i) => [paths[i], s]));
-      written = this.base.settleWritten((key) => {
-        const file = fileOf(key);
-        const snapshot = file === undefined ? undefined : snapshots.get(file);
-        return snapshot === undefined || snapshot.kind === 'unreadable' ? null : snapshot.entries.get(key);
-      }, fileOf);
-    }
-    if (pushed + written > 0)
-      this.logger.info(
-        { pushed, written },
-        'writes the last run made but did not record are taken as agreed',
-      );
   }
 
   /** Subscribes to etcd and resolves once its state is read: an unreachable etcd must never look empty. */
