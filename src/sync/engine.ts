@@ -46,6 +46,8 @@ export class SyncEngine {
   private readonly history: EtcdHistory;
   private watchSub: Subscription | undefined;
   private fileWatcher: { close(): Promise<void> } | undefined;
+  private readonly foldersToTouch = new Set<string>();
+  private touching: Promise<void> | undefined;
   /** When the first change since the last pass was seen (performance.now()), for the `wait` stage. */
   private changeSeenAt: number | undefined;
   private clusterId: string | undefined;
@@ -117,7 +119,7 @@ export class SyncEngine {
             this.changeSeenAt ??= performance.now();
             this.scheduler.fileChanged(path);
           },
-          folder: (dir) => void this.touchTree(dir).catch((e) => this.report.failed('rescan', e)),
+          folder: (dir) => this.touchLater(dir),
           degraded: (why, error) => this.report.degraded(why, error),
           scan: () => void this.reconcileAll().catch((e) => this.report.failed('scan', e)),
         },
@@ -288,6 +290,26 @@ export class SyncEngine {
       this.changeSeenAt ??= performance.now();
       this.scheduler.etcdChanged(changed, this.policy() === 'newest');
     }
+  }
+
+  /**
+   * Folders to look at again, one scan at a time: a folder renamed in a loop
+   * must not pile up scans of its tree.
+   */
+  private touchLater(dir: string): void {
+    this.foldersToTouch.add(dir);
+    this.touching ??= (async () => {
+      while (this.foldersToTouch.size > 0) {
+        const dirs = [...this.foldersToTouch];
+        this.foldersToTouch.clear();
+        for (const d of dirs) await this.touchTree(d);
+      }
+    })()
+      .catch((e: unknown) => this.report.failed('rescan', e))
+      .finally(() => {
+        this.touching = undefined;
+        if (this.foldersToTouch.size > 0) this.touchLater([...this.foldersToTouch][0] as string);
+      });
   }
 
   /** Marks every file under a folder dirty: those on disk now, and those either side or the base knows. */

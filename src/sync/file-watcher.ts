@@ -55,9 +55,20 @@ export async function watchConfDir(confDir: string, on: ConfDirEvents): Promise<
     try {
       watcher = watch(abs, { persistent: false }, (event, name) => changed(rel, event, name));
     } catch (error) {
-      // Gone already (its parent's event says so), or the inotify limit: reported, and the
-      // folders watched so far stay watched.
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') on.error(error);
+      // Gone or replaced already (its parent's event says so), or not ours to read (its files
+      // cannot be mirrored either, and the scan names them): skipped. The inotify limit is
+      // reported, and the folders watched so far stay watched.
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR' && code !== 'EACCES' && code !== 'EPERM') on.error(error);
+      return;
+    }
+    // fs.watch follows a symlink: a folder swapped for one between the listing and the watch would
+    // have us watch (and list) a tree outside the conf dir.
+    // (The conf dir itself may be a symlink a deploy re-points: that one is followed.)
+    try {
+      if (rel !== '' && !lstatSync(abs).isDirectory()) throw new Error('not a folder any more');
+    } catch {
+      watcher.close();
       return;
     }
     watcher.on('error', (error) => {

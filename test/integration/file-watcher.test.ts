@@ -107,6 +107,23 @@ describe('the conf dir watcher', () => {
     expect(w.files).not.toContain('stale.conf');
   });
 
+  it('follows a conf dir that is itself a symlink (a deploy re-pointing it)', async () => {
+    const real = await mkdtemp(join(tmpdir(), 'link-etcd-watch-real-'));
+    const link = `${real}-link`;
+    cleanups.push(() => rm(real, { recursive: true, force: true }));
+    cleanups.push(() => rm(link, { force: true }));
+    await symlink(real, link);
+    const files: string[] = [];
+    const watcher = await watchConfDir(link, {
+      file: (p) => files.push(p),
+      folder: () => {},
+      error: () => {},
+    });
+    cleanups.push(() => watcher.close());
+    await writeFile(join(real, 'app.conf'), '[S]\nk = 1\n');
+    await waitFor(() => files.includes('app.conf'));
+  });
+
   it('does not watch through a symlinked folder', async () => {
     const w = await watched();
     const outside = await mkdtemp(join(tmpdir(), 'link-etcd-watch-outside-'));
