@@ -5,8 +5,10 @@ import { TEMP_MARK } from '../files/atomic-write.js';
 import { isMirrored, isSkippedFolder, MAX_CONF_PATH_DEPTH } from '../layout/mirrored.js';
 import type { Cancel, Clock } from './scheduler.js';
 
-/** Folder moves are handled at most this often (ms). */
+/** Folder moves are handled this long after the first one (ms). */
 export const FOLDER_MS = 50;
+/** While folders keep moving, their moves are handled at most this often (ms). */
+export const FOLDER_STORM_MS = 1_000;
 /** How often the conf dir itself is checked for having been removed, moved or replaced (ms). */
 export const ROOT_CHECK_MS = 1_000;
 
@@ -82,15 +84,22 @@ export async function watchConfDir(confDir: string, on: ConfDirEvents): Promise<
       if (entry.isDirectory()) await watchTree(rel === '' ? entry.name : `${rel}/${entry.name}`);
   };
 
-  // Folders that appeared, went or moved, handled together at most every FOLDER_MS: a process
-  // renaming a folder back and forth in a loop must not have us re-watch and rescan it each time.
+  // Folders that appeared, went or moved, handled together FOLDER_MS after the first move, and at
+  // most once a FOLDER_STORM_MS while moves keep coming (chokidar's own pace for re-reading a
+  // folder): a process renaming a folder in a loop must not have us rescan its tree 20 times a second.
   const movedFolders = new Set<string>();
   let flushing: ReturnType<typeof setTimeout> | undefined;
+  let lastFlush = Number.NEGATIVE_INFINITY;
+  const flushSoon = () => {
+    const stormy = performance.now() - lastFlush < FOLDER_STORM_MS;
+    flushing = setTimeout(() => void flushFolders(), stormy ? FOLDER_STORM_MS : FOLDER_MS).unref();
+  };
   const folderMoved = (child: string) => {
     movedFolders.add(child);
-    flushing ??= setTimeout(() => void flushFolders(), FOLDER_MS).unref();
+    if (flushing === undefined) flushSoon();
   };
   const flushFolders = async () => {
+    lastFlush = performance.now();
     const batch = [...movedFolders];
     movedFolders.clear();
     for (const child of batch) {
@@ -105,7 +114,8 @@ export async function watchConfDir(confDir: string, on: ConfDirEvents): Promise<
       if (isFolder) await watchTree(child);
       on.folder(child);
     }
-    flushing = movedFolders.size > 0 ? setTimeout(() => void flushFolders(), FOLDER_MS).unref() : undefined;
+    flushing = undefined;
+    if (movedFolders.size > 0) flushSoon();
   };
 
   const changed = (rel: string, event: string, name: string | Buffer | null) => {
