@@ -34,15 +34,8 @@ export function useCliProcess(name: string): {
   /** `link-etcd sync` running on the dirs (JSON logs), killed after the test. */
   daemon: (d: CliDirs, ...extra: string[]) => { child: ChildProcess; lines: Array<Record<string, unknown>> };
 } {
-  let etcd: EtcdServer | undefined;
   let counter = 0;
-  const { defer } = useEtcd((started) => {
-    etcd = started;
-  });
-  const current = () => {
-    if (etcd === undefined) throw new Error('etcd starts in beforeAll: use it inside a test');
-    return etcd;
-  };
+  const { defer, current } = useEtcd(() => {});
   return {
     etcd: current,
     defer,

@@ -9,7 +9,11 @@ import { type EtcdServer, type StartEtcdOptions, startEtcd } from '../harness/et
 export function useEtcd(
   started: (etcd: EtcdServer) => void,
   options?: StartEtcdOptions,
-): { defer: (cleanup: () => unknown) => void } {
+): {
+  defer: (cleanup: () => unknown) => void;
+  /** The test file's etcd (started in beforeAll: use it inside a test). */
+  current: () => EtcdServer;
+} {
   let etcd: EtcdServer | undefined;
   const cleanups: Array<() => unknown> = [];
   beforeAll(async () => {
@@ -22,7 +26,13 @@ export function useEtcd(
   afterAll(async () => {
     await etcd?.cleanup();
   });
-  return { defer: (cleanup) => cleanups.push(cleanup) };
+  return {
+    defer: (cleanup) => cleanups.push(cleanup),
+    current: () => {
+      if (etcd === undefined) throw new Error('etcd starts in beforeAll: use it inside a test');
+      return etcd;
+    },
+  };
 }
 
 /** etcd's value at `key` as etcdctl reads it, or undefined when there is none. */

@@ -72,14 +72,7 @@ export function useSyncFixtures(): {
   fixture: () => Promise<SyncFixture>;
   defer: (cleanup: () => unknown) => void;
 } {
-  let etcd: EtcdServer | undefined;
-  const { defer } = useEtcd((started) => {
-    etcd = started;
-  });
-  const current = () => {
-    if (etcd === undefined) throw new Error('etcd starts in beforeAll: use it inside a test');
-    return etcd;
-  };
+  const { defer, current } = useEtcd(() => {});
   return {
     etcd: current,
     defer,
