@@ -1,4 +1,4 @@
-import { type FSWatcher, lstatSync, statSync, watch } from 'node:fs';
+import { type FSWatcher, lstatSync, readFileSync, statSync, watch } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TEMP_MARK } from '../files/atomic-write.js';
@@ -9,6 +9,8 @@ import type { Cancel, Clock } from './scheduler.js';
 export const FOLDER_MS = 50;
 /** While folders keep moving, their moves are handled at most this often (ms). */
 export const FOLDER_STORM_MS = 1_000;
+/** A folder whose watch brings this many events before the loop turns is shed for a while. */
+export const STORM_EVENTS = 2_000;
 /** How often the conf dir itself is checked for having been removed, moved or replaced (ms). */
 export const ROOT_CHECK_MS = 1_000;
 
@@ -36,7 +38,13 @@ export interface ConfDirEvents {
  * inotify watches where one will do. It also drops a change within 50 ms of
  * another on the same file. Resolves once every folder is watched.
  */
-export async function watchConfDir(confDir: string, on: ConfDirEvents): Promise<{ close(): void }> {
+export async function watchConfDir(
+  confDir: string,
+  on: ConfDirEvents,
+  tuning: { stormEvents?: number; queuedEvents?: number } = {},
+): Promise<{ close(): void }> {
+  const stormEvents = tuning.stormEvents ?? STORM_EVENTS;
+  const queuedEvents = tuning.queuedEvents ?? inotifyQueueLength();
   const watchers = new Map<string, FSWatcher>();
   let closed = false;
 
@@ -107,7 +115,8 @@ export async function watchConfDir(confDir: string, on: ConfDirEvents): Promise<
       unwatch(child);
       let isFolder = false;
       try {
-        isFolder = lstatSync(join(confDir, child)).isDirectory();
+        // The conf dir itself may be a symlink (shed under a storm, it comes back here).
+        isFolder = (child === '' ? statSync(confDir) : lstatSync(join(confDir, child))).isDirectory();
       } catch {
         // Gone.
       }
@@ -118,24 +127,70 @@ export async function watchConfDir(confDir: string, on: ConfDirEvents): Promise<
     if (movedFolders.size > 0) flushSoon();
   };
 
+  // What the kernel reports is only queued here, and looked at once the loop turns (setImmediate).
+  // libuv reads inotify until its queue is empty and calls back for each event before the loop
+  // turns again: a process renaming in a loop can keep that queue from ever emptying, and a
+  // syscall per event (the lstat below, 10 us under the rename lock) kept the daemon in that
+  // read loop for minutes (issue 12). So an event costs a Set entry, and a folder whose watch
+  // brings more than STORM_EVENTS at once is shed: its watch closed (the kernel stops queueing
+  // for it), its files looked at again, and watched afresh FOLDER_STORM_MS later.
+  /** Paths the kernel named since the loop last turned, and whether one was created, removed or moved. */
+  const pending = new Map<string, boolean>();
+  /** Folders whose watch overflowed or gave no name: looked at whole. */
+  const unnamed = new Set<string>();
+  const burst = new Map<string, number>();
+  let burstTotal = 0;
+  let looking: ReturnType<typeof setImmediate> | undefined;
   const changed = (rel: string, event: string, name: string | Buffer | null) => {
     if (closed) return;
+    const events = (burst.get(rel) ?? 0) + 1;
+    burst.set(rel, events);
+    if (events === stormEvents) shed(rel);
+    // libuv drops the kernel's "queue overflowed" event: a burst as long as the queue may have lost
+    // some, anywhere, so everything is looked at again.
+    if (++burstTotal === queuedEvents) unnamed.add('');
     // No name (the kernel's queue overflowed, say): look at the whole folder again.
-    if (typeof name !== 'string') return on.folder(rel);
-    // Our own temp files come and go on every write: nothing to look at.
-    if (name.startsWith(TEMP_MARK)) return;
-    const child = rel === '' ? name : `${rel}/${name}`;
-    if (event === 'rename' && !isSkippedFolder(child)) {
-      // Created, removed or moved: a folder's watch follows it, a file is a hint.
-      let isFolder = false;
-      try {
-        isFolder = lstatSync(join(confDir, child)).isDirectory();
-      } catch {
-        // Gone.
-      }
-      if (isFolder || watchers.has(child)) return folderMoved(child);
+    if (typeof name !== 'string') unnamed.add(rel);
+    else if (!name.startsWith(TEMP_MARK)) {
+      // Our own temp files come and go on every write: nothing to look at.
+      const child = rel === '' ? name : `${rel}/${name}`;
+      pending.set(child, pending.get(child) === true || event === 'rename');
     }
-    if (isMirrored(child)) on.file(child);
+    looking ??= setImmediate(lookAtPending);
+  };
+  const lookAtPending = () => {
+    looking = undefined;
+    burst.clear();
+    burstTotal = 0;
+    const batch = [...pending];
+    pending.clear();
+    for (const rel of unnamed) on.folder(rel);
+    unnamed.clear();
+    for (const [child, moved] of batch) {
+      if (closed) return;
+      if (moved && !isSkippedFolder(child)) {
+        // Created, removed or moved: a folder's watch follows it, a file is a hint.
+        let isFolder = false;
+        try {
+          isFolder = lstatSync(join(confDir, child)).isDirectory();
+        } catch {
+          // Gone.
+        }
+        if (isFolder || watchers.has(child)) {
+          folderMoved(child);
+          continue;
+        }
+      }
+      if (isMirrored(child)) on.file(child);
+    }
+  };
+  const shed = (rel: string) => {
+    const watcher = watchers.get(rel);
+    if (watcher === undefined) return;
+    watcher.close();
+    watchers.delete(rel);
+    // folderMoved looks at it again (after FOLDER_STORM_MS while storms go on) and watches it afresh.
+    folderMoved(rel);
   };
 
   // The conf dir itself removed, moved or replaced (a deploy re-pointing it): its watch follows the
@@ -165,9 +220,20 @@ export async function watchConfDir(confDir: string, on: ConfDirEvents): Promise<
       closed = true;
       clearInterval(rootCheck);
       if (flushing !== undefined) clearTimeout(flushing);
+      if (looking !== undefined) clearImmediate(looking);
       unwatch('');
     },
   };
+}
+
+/** How many events the kernel queues for an inotify instance before it drops them (Linux's default: 16,384). */
+function inotifyQueueLength(): number {
+  try {
+    const n = Number(readFileSync('/proc/sys/fs/inotify/max_queued_events', 'utf8'));
+    return Number.isSafeInteger(n) && n > 0 ? n : 16_384;
+  } catch {
+    return 16_384;
+  }
 }
 
 /**

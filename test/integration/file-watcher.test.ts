@@ -1,9 +1,11 @@
+import { writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ROOT_CHECK_MS, watchConfDir } from '../../src/sync/file-watcher.js';
 import { waitFor } from '../harness/wait.js';
+import { attacker } from '../support/attacker.js';
 
 /**
  * The conf dir's watcher on real folders (no etcd): which hints it gives.
@@ -15,16 +17,26 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function watched() {
+/** Keeps this process's event loop busy, as a long synchronous task would. */
+function busyFor(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end);
+}
+
+async function watched(tuning: { stormEvents?: number; queuedEvents?: number } = {}) {
   const confDir = await mkdtemp(join(tmpdir(), 'link-etcd-watch-'));
   const files: string[] = [];
   const folders: string[] = [];
   const errors: unknown[] = [];
-  const watcher = await watchConfDir(confDir, {
-    file: (path) => files.push(path),
-    folder: (dir) => folders.push(dir),
-    error: (error) => errors.push(error),
-  });
+  const watcher = await watchConfDir(
+    confDir,
+    {
+      file: (path) => files.push(path),
+      folder: (dir) => folders.push(dir),
+      error: (error) => errors.push(error),
+    },
+    tuning,
+  );
   cleanups.push(() => rm(confDir, { recursive: true, force: true }));
   cleanups.push(() => watcher.close());
   return { confDir, files, folders, errors };
@@ -133,5 +145,103 @@ describe('the conf dir watcher', () => {
     await writeFile(join(w.confDir, 'last.conf'), '[S]\nk = 1\n');
     await waitFor(() => w.files.includes('last.conf'));
     expect(w.files.filter((f) => f.startsWith('linked'))).toEqual([]);
+  });
+
+  it('sheds a folder whose watch floods it, looks at that folder again and watches it afresh', async () => {
+    const w = await watched({ stormEvents: 100 });
+    await mkdir(join(w.confDir, 'calm'));
+    // Written without letting the loop turn: every event is queued by the time the watch reads them.
+    for (let i = 0; i < 200; i++) writeFileSync(join(w.confDir, `f${i}.conf`), '[S]\nk = 1\n');
+    // A file's events are no folder move: only a shed folder is looked at whole.
+    await waitFor(() => w.folders.includes(''), { message: 'the flooded folder was not looked at again' });
+    w.files.length = 0;
+    await writeFile(join(w.confDir, 'after.conf'), '[S]\nk = 1\n');
+    await writeFile(join(w.confDir, 'calm', 'after.conf'), '[S]\nk = 1\n');
+    await waitFor(() => w.files.includes('after.conf') && w.files.includes('calm/after.conf'));
+    expect(w.errors).toEqual([]);
+  });
+
+  it('keeps naming edits while another process renames a folder in a loop', async () => {
+    // Once, a syscall per event kept the daemon in libuv's inotify read loop for minutes (issue 12).
+    const w = await watched();
+    await mkdir(join(w.confDir, 'w'));
+    await mkdir(join(w.confDir, 'calm'));
+    // Three of them on two cores: the watcher must outpace them all.
+    const storm = [0, 1, 2].map(() =>
+      attacker(
+        w.confDir,
+        `tryIt(() => fs.renameSync('w', 'w.real'));
+        tryIt(() => fs.symlinkSync('calm', 'w'));
+        tryIt(() => fs.unlinkSync('w'));
+        tryIt(() => fs.renameSync('w.real', 'w'));`,
+        (cleanup) => cleanups.push(cleanup),
+        20_000,
+      ),
+    );
+    await waitFor(() => w.folders.includes('w'), { message: 'the storm has not started' });
+    const until = Date.now() + 5_000;
+    for (let round = 0; Date.now() < until; round++) {
+      // Now and then this process is busy elsewhere (a GC, a big pass) and the kernel's queue fills
+      // up: the watcher must catch up with a full queue while the storm goes on.
+      // When events were lost (the kernel's queue is full), a hint for a folder holding the file
+      // (given after the write) will do: the engine looks at every file in it.
+      if (round % 10 === 0) busyFor(300);
+      const edits = [`top${round}.conf`, `calm/c${round}.conf`];
+      for (const edit of edits) await writeFile(join(w.confDir, edit), '[S]\nk = 1\n');
+      const since = w.folders.length;
+      const seen = (path: string) =>
+        w.files.includes(path) || w.folders.slice(since).some((d) => d === '' || path.startsWith(`${d}/`));
+      await waitFor(() => edits.every(seen), { message: `round ${round}: no hint during the storm` });
+    }
+    for (const writer of storm) writer.kill('SIGKILL');
+    expect(w.errors).toEqual([]);
+  });
+
+  it('hands a storm of events on one file over once per turn of the loop, so a slow consumer keeps up', async () => {
+    // The engine's work per hint is not free. Were it called for each raw event, a process saving
+    // a file in a loop would keep the daemon inside libuv's inotify read loop for good.
+    const confDir = await mkdtemp(join(tmpdir(), 'link-etcd-watch-'));
+    cleanups.push(() => rm(confDir, { recursive: true, force: true }));
+    await mkdir(join(confDir, 'calm'));
+    const files: string[] = [];
+    const watcher = await watchConfDir(confDir, {
+      file: (path) => {
+        busyFor(0.2);
+        files.push(path);
+      },
+      folder: () => {},
+      error: () => {},
+    });
+    cleanups.push(() => watcher.close());
+    const storm = attacker(
+      confDir,
+      `tryIt(() => fs.writeFileSync('hot.tmp', 'x'));
+      tryIt(() => fs.renameSync('hot.tmp', 'hot.conf'));`,
+      (cleanup) => cleanups.push(cleanup),
+      20_000,
+    );
+    await waitFor(() => files.includes('hot.conf'), { message: 'the storm has not started' });
+    for (let round = 0; round < 20; round++) {
+      await writeFile(join(confDir, 'calm', `c${round}.conf`), '[S]\nk = 1\n');
+      await waitFor(() => files.includes(`calm/c${round}.conf`), { message: `round ${round}: no hint` });
+    }
+    storm.kill('SIGKILL');
+    // Far fewer hints than events: they were merged.
+    expect(files.filter((f) => f === 'hot.conf').length).toBeLessThan(20_000);
+  });
+
+  it('looks at everything again after a burst as long as the kernel queue (its overflow event is lost)', async () => {
+    const w = await watched({ queuedEvents: 100 });
+    await mkdir(join(w.confDir, 'a'));
+    await mkdir(join(w.confDir, 'b'));
+    await waitFor(() => w.folders.includes('a') && w.folders.includes('b'));
+    w.folders.length = 0;
+    for (let i = 0; i < 60; i++) {
+      writeFileSync(join(w.confDir, 'a', `f${i}.conf`), '[S]\nk = 1\n');
+      writeFileSync(join(w.confDir, 'b', `f${i}.conf`), '[S]\nk = 1\n');
+    }
+    await waitFor(() => w.folders.includes(''), {
+      message: 'the long burst was not followed by a look at everything',
+    });
   });
 });
