@@ -94,6 +94,8 @@ export class Scheduler {
   private opened = false;
   /** A drain was asked for while one (or an exclusive task) ran. */
   private kickedWhileRunning = false;
+  /** A drain is scheduled to start as soon as pending I/O callbacks ran. */
+  private immediateKick = false;
   private stopped = false;
 
   constructor(
@@ -345,8 +347,15 @@ export class Scheduler {
         this.again();
       });
     };
-    if (ms === 0) this.clock.schedule(run, 0);
-    else
+    if (ms === 0) {
+      // One immediate drain covers every kick before it runs: a burst of events costs one.
+      if (this.immediateKick) return;
+      this.immediateKick = true;
+      this.clock.schedule(() => {
+        this.immediateKick = false;
+        run();
+      }, 0);
+    } else
       this.cancelKick = this.clock.schedule(
         () => {
           this.cancelKick = undefined;
