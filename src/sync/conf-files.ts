@@ -22,6 +22,7 @@ import {
   tempWriter,
   writeIn,
 } from '../files/confined.js';
+import { ioFailure } from '../files/io-failure.js';
 import { applyIniChanges, type IniChange } from '../ini/edit.js';
 import { decodeValue, encodeValue, encodeValueLines } from '../ini/escape.js';
 import { parseIni } from '../ini/parse.js';
@@ -247,9 +248,11 @@ export async function writeConfFile(
   } catch (error) {
     if (error instanceof LinkEtcdError) throw error;
     // A path that cannot hold a file (a parent is a file, no space, read-only): this file waits, the rest goes on.
-    const code = (error as NodeJS.ErrnoException).code;
-    if (typeof code === 'string')
-      throw new FileWriteError(file, `${code}: ${(error as Error).message}`, { cause: error });
+    const errno = error as NodeJS.ErrnoException;
+    if (typeof errno.code === 'string')
+      throw new FileWriteError(file, ioFailure(errno as NodeJS.ErrnoException & { code: string }), {
+        cause: error,
+      });
     throw error;
   } finally {
     await dir?.close();
