@@ -1,8 +1,8 @@
 /**
  * What an operator reads when a conf file cannot be written: the errno code
- * (greppable) and what
- * it means here, without Node's message, which names the descriptor path
- * (`/proc/self/fd/23/w`) the write went through instead of the file.
+ * (greppable) and what it means here, without Node's message, which names
+ * the descriptor path (`/proc/self/fd/23/w`) the write went through instead
+ * of the file.
  */
 const MEANINGS: Readonly<Record<string, string>> = {
   ENOSPC: 'no space left on the device: free some, and the write is tried again',
