@@ -74,8 +74,9 @@ export async function writeFileAtomic(
   const dir = dirname(file);
   const temp = join(dir, `${TEMP_MARK}${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
   const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+  let staged: Staged;
   try {
-    await fillStaged(fd, content, mode, options.owner);
+    staged = await fillStaged(fd, content, mode, options.owner);
     if (options.check) await options.check(temp);
     // Check and rename back to back, synchronously: a save landing between them would be lost.
     if (options.expect !== undefined) {
@@ -94,7 +95,7 @@ export async function writeFileAtomic(
     await unlink(temp).catch(() => undefined);
     throw error;
   }
-  const signature = placedSignature(fd);
+  const signature = placedSignature(fd, staged);
   await fsyncDir(dir);
   return signature;
 }
@@ -113,7 +114,7 @@ export async function fillStaged(
   content: string,
   mode: number,
   owner: { readonly uid: number; readonly gid: number } | undefined,
-): Promise<void> {
+): Promise<Staged> {
   const bytes = Buffer.from(content, 'utf8');
   for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
   // The data and the length that reaches it: all a reader after a crash needs of a new file.
@@ -127,6 +128,7 @@ export async function fillStaged(
       // Not ours to give: the file keeps the daemon's owner.
     }
   }
+  return info;
 }
 
 /**
@@ -134,13 +136,26 @@ export async function fillStaged(
  * descriptor: the rename changed its ctime, and a path looked up now could
  * already be someone else's save. Closes the descriptor.
  */
-export function placedSignature(fd: number): FileSignature {
+export function placedSignature(fd: number, staged: Staged): FileSignature {
   try {
-    return signatureOf(fstatSync(fd));
+    const info = fstatSync(fd);
+    // A rename changes the ctime, not the size or the mtime: if those moved, someone wrote in place
+    // between our rename and this fstat, and their edit must be read, not taken for ours.
+    if (info.size !== staged.size || info.mtimeMs !== staged.mtimeMs) return WRITTEN_OVER;
+    return signatureOf(info);
   } finally {
     closeSync(fd);
   }
 }
+
+/** What a staged file was once written: a rename leaves both as they are. */
+export interface Staged {
+  readonly size: number;
+  readonly mtimeMs: number;
+}
+
+/** The signature of a file written over right after our rename: it matches no file, so the next look reads. */
+export const WRITTEN_OVER: FileSignature = 'written-over';
 
 /** What identifies one version of a file without reading it: inode, size and change time. */
 export type FileSignature = string;

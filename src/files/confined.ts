@@ -18,7 +18,14 @@ import { lstat, open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FileChangedError, UnsafePathError } from '../errors.js';
-import { type FileSignature, fillStaged, placedSignature, signatureOf, TEMP_MARK } from './atomic-write.js';
+import {
+  type FileSignature,
+  fillStaged,
+  placedSignature,
+  type Staged,
+  signatureOf,
+  TEMP_MARK,
+} from './atomic-write.js';
 
 /**
  * File access inside the conf dir that decides on what a descriptor really
@@ -337,8 +344,9 @@ async function stageAndRename(
     last = now;
   };
   const fd = openSync(dir.at(temp), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, options.mode);
+  let staged: Staged;
   try {
-    await fillStaged(fd, content, options.mode, options.owner);
+    staged = await fillStaged(fd, content, options.mode, options.owner);
     phase('staged');
     if (options.check) await options.check(join(confDir, dir.rel, temp));
     // The check and the rename run back to back, synchronously: awaited, a save landing between them
@@ -351,7 +359,7 @@ async function stageAndRename(
     throw error;
   }
   // Recognised later by this signature without a read: taken from our descriptor after the rename.
-  const signature = placedSignature(fd);
+  const signature = placedSignature(fd, staged);
   phase('visible');
   await dir.sync();
   phase('folder_synced');

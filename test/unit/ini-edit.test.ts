@@ -2,7 +2,13 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { signatureOf, writeFileAtomic } from '../../src/files/atomic-write.js';
+import {
+  fillStaged,
+  placedSignature,
+  signatureOf,
+  WRITTEN_OVER,
+  writeFileAtomic,
+} from '../../src/files/atomic-write.js';
 import { applyIniChanges, type IniChange, IniEditError } from '../../src/ini/edit.js';
 import { parseIni } from '../../src/ini/parse.js';
 
@@ -241,6 +247,21 @@ describe('atomic file writes', () => {
     expect(written).toBe(signatureOf(await lstat(file)));
     const again = await writeFileAtomic(file, 'two\n', { mode: 0o640, known: true });
     expect(again).toBe(signatureOf(await lstat(file)));
+  });
+
+  it('an edit made in place between our rename and its signature is not taken for ours', async () => {
+    // The window is microseconds wide in the daemon; here the "edit" lands between the staged
+    // write and the signature by hand, through a second descriptor, as an editor would.
+    const file = join(dir, 'd.conf');
+    const { closeSync, openSync, writeSync } = await import('node:fs');
+    const fd = openSync(file, 'w', 0o600);
+    const staged = await fillStaged(fd, 'ours\n', 0o600, undefined);
+    const editor = openSync(file, 'a');
+    writeSync(editor, 'theirs\n');
+    closeSync(editor);
+    const signature = placedSignature(fd, staged);
+    expect(signature).toBe(WRITTEN_OVER);
+    expect(signature).not.toBe(signatureOf(await stat(file)));
   });
 
   it('does not rewrite unchanged content', async () => {
