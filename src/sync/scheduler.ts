@@ -123,9 +123,10 @@ export class Scheduler {
 
   /**
    * A file event: read the file at once, and once more after RECHECK_MS,
-   * because chokidar drops a change that comes within ~50 ms of another on
-   * the same file (its throttle and atomic-save handling). A read that looks
-   * cut short waits for the quiet window (`holdPartial`), not every read.
+   * because events are hints: one can be lost (a watch being re-made after
+   * a folder move or a storm, an overflowed kernel queue) and the read may
+   * have raced the write it was told of. A read that looks cut short waits
+   * for the quiet window (`holdPartial`), not every read.
    */
   fileChanged(path: string): void {
     const now = this.clock.now();
