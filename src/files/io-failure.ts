@@ -23,6 +23,6 @@ export function ioFailure(error: NodeJS.ErrnoException & { code: string }): stri
   const meaning = MEANINGS[error.code];
   if (meaning !== undefined) return `${error.code}: ${meaning}`;
   // Node's message is "CODE: text, syscall 'path'": the text alone.
-  const text = error.message.replace(/^[A-Z0-9_]+: /, '').replace(/, \w+ '.*'$/, '');
+  const text = error.message.replace(/^[A-Z0-9_]+: /, '').replace(/, \w+( '.*')?$/, '');
   return `${error.code}: ${text}`;
 }

@@ -110,45 +110,55 @@ export async function watchConfDir(
     lastFlush = performance.now();
     const batch = [...movedFolders];
     movedFolders.clear();
-    for (const child of batch) {
-      if (closed) return;
-      unwatch(child);
-      let isFolder = false;
-      try {
-        // The conf dir itself may be a symlink (shed under a storm, it comes back here).
-        isFolder = (child === '' ? statSync(confDir) : lstatSync(join(confDir, child))).isDirectory();
-      } catch {
-        // Gone.
+    try {
+      for (const child of batch) {
+        if (closed) return;
+        unwatch(child);
+        let isFolder = false;
+        try {
+          // The conf dir itself may be a symlink (shed under a storm, it comes back here).
+          isFolder = (child === '' ? statSync(confDir) : lstatSync(join(confDir, child))).isDirectory();
+        } catch {
+          // Gone.
+        }
+        if (isFolder) await watchTree(child);
+        if (closed) return;
+        on.folder(child);
       }
-      if (isFolder) await watchTree(child);
-      on.folder(child);
+    } finally {
+      // Whatever happened, moves still to come are handled: a shed folder must be watched again.
+      flushing = undefined;
+      if (!closed && movedFolders.size > 0) flushSoon();
     }
-    flushing = undefined;
-    if (movedFolders.size > 0) flushSoon();
   };
 
   // What the kernel reports is only queued here, and looked at once the loop turns (setImmediate).
   // libuv reads inotify until its queue is empty and calls back for each event before the loop
   // turns again: a process renaming in a loop can keep that queue from ever emptying, and a
   // syscall per event (the lstat below, 10 us under the rename lock) kept the daemon in that
-  // read loop for minutes (issue 12). So an event costs a Set entry, and a folder whose watch
-  // brings more than STORM_EVENTS at once is shed: its watch closed (the kernel stops queueing
-  // for it), its files looked at again, and watched afresh FOLDER_STORM_MS later.
+  // read loop for minutes (issue 12). So an event costs a Map entry and a count.
   /** Paths the kernel named since the loop last turned, and whether one was created, removed or moved. */
   const pending = new Map<string, boolean>();
-  /** Folders whose watch overflowed or gave no name: looked at whole. */
+  /** Folders to look at whole: their watch gave no name, or the kernel's queue may have overflowed. */
   const unnamed = new Set<string>();
+  /** Events per folder's watch, and in all, since the loop last turned. */
   const burst = new Map<string, number>();
   let burstTotal = 0;
+  /** Folders whose watch brought STORM_EVENTS since the loop last turned: shed when it turns. */
+  const stormy = new Set<string>();
   let looking: ReturnType<typeof setImmediate> | undefined;
   const changed = (rel: string, event: string, name: string | Buffer | null) => {
     if (closed) return;
     const events = (burst.get(rel) ?? 0) + 1;
     burst.set(rel, events);
-    if (events === stormEvents) shed(rel);
-    // libuv drops the kernel's "queue overflowed" event: a burst as long as the queue may have lost
-    // some, anywhere, so everything is looked at again.
-    if (++burstTotal === queuedEvents) unnamed.add('');
+    if (events === stormEvents) stormy.add(rel);
+    if (++burstTotal >= queuedEvents) {
+      // As long as the kernel's queue: it may have overflowed, and libuv drops the event that says
+      // so. Everything is looked at again, so every watch that still talks can be closed now (and
+      // made again with a look): that is what ends this read loop if a storm outpaces us.
+      if (burstTotal === queuedEvents) unnamed.add('');
+      return shed(rel);
+    }
     // No name (the kernel's queue overflowed, say): look at the whole folder again.
     if (typeof name !== 'string') unnamed.add(rel);
     else if (!name.startsWith(TEMP_MARK)) {
@@ -160,6 +170,10 @@ export async function watchConfDir(
   };
   const lookAtPending = () => {
     looking = undefined;
+    // A folder that brought a storm is shed now, not while its events were counted: closed then,
+    // the rest of the burst would go uncounted and an overflow unseen.
+    for (const rel of stormy) shed(rel);
+    stormy.clear();
     burst.clear();
     burstTotal = 0;
     const batch = [...pending];
@@ -184,13 +198,18 @@ export async function watchConfDir(
       if (isMirrored(child)) on.file(child);
     }
   };
+  /**
+   * Closes a folder's watch (the kernel stops queueing for it) and has it watched afresh and
+   * looked at whole, at the pace of folder moves: 50 ms, then once a second while storms go on.
+   * The folders below it are watched afresh too: any of them may have moved meanwhile.
+   */
   const shed = (rel: string) => {
     const watcher = watchers.get(rel);
     if (watcher === undefined) return;
     watcher.close();
     watchers.delete(rel);
-    // folderMoved looks at it again (after FOLDER_STORM_MS while storms go on) and watches it afresh.
     folderMoved(rel);
+    looking ??= setImmediate(lookAtPending);
   };
 
   // The conf dir itself removed, moved or replaced (a deploy re-pointing it): its watch follows the
@@ -211,7 +230,9 @@ export async function watchConfDir(
     root = now;
     unwatch('');
     if (now === undefined) return on.folder('');
-    void watchTree('').then(() => on.folder(''));
+    void watchTree('').then(() => {
+      if (!closed) on.folder('');
+    });
   }, ROOT_CHECK_MS).unref();
 
   await watchTree('');

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -243,5 +244,35 @@ describe('the conf dir watcher', () => {
     await waitFor(() => w.folders.includes(''), {
       message: 'the long burst was not followed by a look at everything',
     });
+  });
+
+  it('hints an edit made while the loop was stalled and another folder stormed (the queue overflowed)', async () => {
+    const w = await watched();
+    await mkdir(join(w.confDir, 'w'));
+    await mkdir(join(w.confDir, 'calm'));
+    writeFileSync(join(w.confDir, 'w', 'a'), 'x');
+    const storm = attacker(
+      w.confDir,
+      `tryIt(() => fs.renameSync('w/a', 'w/b')); tryIt(() => fs.renameSync('w/b', 'w/a'));`,
+      (cleanup) => cleanups.push(cleanup),
+      20_000,
+    );
+    await waitFor(() => w.folders.includes('w'), { message: 'the storm was never shed' });
+    for (let round = 0; round < 3; round++) {
+      const edit = `calm/x${round}.conf`;
+      const since = w.folders.length;
+      // An editor saves 200 ms into a 400 ms stall of this process (a GC, a big pass), while the
+      // storm fills the kernel's queue: its event may be dropped, and must not be missed.
+      const editor = spawn('sh', ['-c', `sleep 0.2; echo '[S]' > '${join(w.confDir, edit)}'`], {
+        stdio: 'ignore',
+      });
+      busyFor(400);
+      await new Promise((resolve) => editor.once('exit', resolve));
+      await waitFor(
+        () => w.files.includes(edit) || w.folders.slice(since).some((d) => d === '' || d === 'calm'),
+        { message: `round ${round}: the edit was never hinted` },
+      );
+    }
+    storm.kill('SIGKILL');
   });
 });

@@ -18,5 +18,6 @@ describe('ioFailure: why a conf file was not written, as an operator reads it', 
     expect(
       ioFailure(errno('EXDEV', "EXDEV: cross-device link not permitted, rename '/proc/self/fd/9/a' -> 'b'")),
     ).toBe('EXDEV: cross-device link not permitted');
+    expect(ioFailure(errno('EBADF', 'EBADF: bad file descriptor, fstat'))).toBe('EBADF: bad file descriptor');
   });
 });

@@ -463,6 +463,15 @@ describe('Scheduler: exclusive', () => {
     await next;
   });
 
+  it('events that arrive together start one drain, not one each', async () => {
+    const { clock, s, work } = setup();
+    s.fileChanged('a');
+    s.etcdChanged([['b', '/b/S/k']]);
+    s.fileChanged('c');
+    await clock.flush();
+    expect(work.log).toEqual(['drainStarted', 'pass a,b,c', 'drained']);
+  });
+
   it('no drain starts while an exclusive task runs; one runs after it if something is dirty', async () => {
     const { clock, s, work } = setup();
     const task = deferred();
