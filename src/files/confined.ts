@@ -158,6 +158,12 @@ function linkError(path: string, error: unknown): unknown {
  */
 export async function stillAt(confDir: string, fd: number, rel: string): Promise<boolean> {
   if (!(await hasProcFd())) return true;
+  return stillAtNow(confDir, fd, rel);
+}
+
+/** stillAt, synchronously, once /proc has been checked (any openDir did). */
+function stillAtNow(confDir: string, fd: number, rel: string): boolean {
+  if (procFd !== true) return true;
   const where = readlinkSync(`/proc/self/fd/${fd}`);
   const root = realpathSync.native(confDir);
   return where === (rel === '' ? root : join(root, rel));
@@ -293,14 +299,21 @@ export interface ConfinedWrite {
   readonly check?: (staged: string) => Promise<void>;
   /** Told how long each step of the write took (seconds). */
   readonly onPhase?: (phase: WritePhase, seconds: number) => void;
+  /**
+   * The text the target had (the version `expect` names): put back if its
+   * folder turns out to have moved while we wrote, so the move keeps the
+   * person's file as it was.
+   */
+  readonly original?: string;
 }
 
 /**
  * Replaces `name` in an open folder with `content`: a short temp name
  * created O_EXCL | O_NOFOLLOW, written, fsynced, renamed over the target
- * (a rename never follows a symlink), the folder fsynced. Afterwards the
- * folder must still be where it should: if it was moved out of the conf dir
- * meanwhile, what was written is removed and the write refused.
+ * (a rename never follows a symlink), the folder fsynced. The folder must
+ * still be where it should, checked right before the rename and again after
+ * it: if it moved, nothing is replaced, or what was replaced is put back
+ * (`undoMovedWrite`), and the write is refused.
  */
 export async function writeIn(
   confDir: string,
@@ -343,16 +356,23 @@ async function stageAndRename(
     options.onPhase?.(name, (now - last) / 1000);
     last = now;
   };
+  const shown = join(confDir, dir.rel, name);
   const fd = openSync(dir.at(temp), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, options.mode);
   let staged: Staged;
   try {
     staged = await fillStaged(fd, content, options.mode, options.owner);
     phase('staged');
     if (options.check) await options.check(join(confDir, dir.rel, temp));
+    // A folder moved since it was opened (the fdatasync above is the long wait): nothing is replaced.
+    if (!stillAtNow(confDir, dir.fd, dir.rel))
+      throw new UnsafePathError(
+        shown,
+        'was moved while link-etcd wrote it: nothing replaced; it is looked at again',
+      );
     // The check and the rename run back to back, synchronously: awaited, a save landing between them
     // (a busy thread pool made that gap up to 9 ms) would be replaced without a trace. Node has no
     // renameat2(RENAME_EXCHANGE) to close it entirely; a microsecond is what is left.
-    compareAndRename(dir.at(temp), dir.at(name), options.expect, join(confDir, dir.rel, name));
+    compareAndRename(dir.at(temp), dir.at(name), options.expect, shown);
   } catch (error) {
     closeSync(fd);
     await unlink(dir.at(temp)).catch(() => undefined);
@@ -363,16 +383,52 @@ async function stageAndRename(
   phase('visible');
   await dir.sync();
   phase('folder_synced');
-  if (!(await stillAt(confDir, dir.fd, dir.rel))) {
-    // Ours only: the inode we wrote, not whatever a racer put there since.
-    const there = await lstat(dir.at(name)).then(signatureOf, () => undefined);
-    if (there === signature) await unlink(dir.at(name)).catch(() => undefined);
-    throw new UnsafePathError(
-      join(confDir, dir.rel, name),
-      'was moved out of the conf dir while link-etcd wrote it: what it wrote was removed',
+  if (!(await stillAt(confDir, dir.fd, dir.rel)))
+    throw await undoMovedWrite(dir, name, signature, shown, options);
+  return signature;
+}
+
+/**
+ * The folder moved (within the conf dir or out of it) between the check
+ * before our rename and the one after: undo what we did there, and only
+ * that. A file that was not there before is removed; one that was gets its
+ * text back (its mode and owner too), so the person who moved the folder
+ * finds their file as it was, never nothing. Either way only if the file is
+ * still our version: a save made since is theirs to keep.
+ */
+async function undoMovedWrite(
+  dir: OpenDir,
+  name: string,
+  ours: FileSignature,
+  shown: string,
+  options: ConfinedWrite,
+): Promise<UnsafePathError> {
+  const moved = 'was moved while link-etcd wrote it';
+  try {
+    if (options.expect === null) {
+      if (signatureNow(dir.at(name)) === ours) unlinkSync(dir.at(name));
+      return new UnsafePathError(shown, `${moved}: what it wrote was removed; it is looked at again`);
+    }
+    if (options.original === undefined)
+      return new UnsafePathError(shown, `${moved}: left as written; it is looked at again`);
+    const temp = `${TEMP_MARK}${process.pid}-${randomBytes(8).toString('hex')}.tmp`;
+    const fd = openSync(dir.at(temp), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, options.mode);
+    try {
+      await fillStaged(fd, options.original, options.mode, options.owner);
+      compareAndRename(dir.at(temp), dir.at(name), ours, shown);
+    } finally {
+      closeSync(fd);
+      await unlink(dir.at(temp)).catch(() => undefined);
+    }
+    await dir.sync();
+    return new UnsafePathError(shown, `${moved}: its text was put back as it was; it is looked at again`);
+  } catch (error) {
+    // A save of theirs since (FileChangedError) or a folder gone: what is there is not ours to touch.
+    return new UnsafePathError(
+      shown,
+      `${moved}: not undone (${error instanceof Error ? error.message : String(error)}); it is looked at again`,
     );
   }
-  return signature;
 }
 
 /** The signature of `path` now, or null when nothing is there. */

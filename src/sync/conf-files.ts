@@ -241,6 +241,8 @@ export async function writeConfFile(
       ...(info === undefined ? {} : { owner: { uid: info.uid, gid: info.gid } }),
       // Re-checked right before the rename: a save made while we staged (or a check_cmd ran) is kept.
       expect: info === undefined ? null : signatureOf(info),
+      // Put back if its folder moves while we write: a move must never cost the file.
+      ...(info === undefined || current === undefined ? {} : { original: current }),
       ...(onPhase === undefined ? {} : { onPhase }),
       ...(check === undefined ? {} : { check }),
     });
