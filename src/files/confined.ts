@@ -191,7 +191,8 @@ export function fileRefusal(info: Stats): string | undefined {
 
 export type ReadResult =
   | { readonly kind: 'missing' }
-  | { readonly kind: 'refused'; readonly reason: string }
+  /** `passing`: a race with a move, not the file's fault; the next look may well read it. */
+  | { readonly kind: 'refused'; readonly reason: string; readonly passing?: true }
   | { readonly kind: 'ok'; readonly text: string; readonly signature: FileSignature };
 
 /**
@@ -223,7 +224,7 @@ export async function readIn(
     if (info.size > maxBytes) return { kind: 'refused', reason: tooLarge(info.size, maxBytes) };
     const rel = dir.rel === '' ? name : `${dir.rel}/${name}`;
     if (!(await stillAt(confDir, fd, rel)))
-      return { kind: 'refused', reason: 'moved while link-etcd opened it: read again later' };
+      return { kind: 'refused', reason: 'moved while link-etcd opened it', passing: true };
     const bytes = readAtMost(fd, maxBytes);
     if (bytes.length > maxBytes) return { kind: 'refused', reason: tooLarge(bytes.length, maxBytes) };
     const text = decodeUtf8(bytes);

@@ -47,6 +47,8 @@ export type FileSnapshot =
       readonly kind: 'unreadable';
       readonly confPath: string;
       readonly reason: string;
+      /** A race with a move, not the file's fault: looked at again, nothing to fix. */
+      readonly passing?: true;
       readonly entries: ReadonlyMap<string, string>;
     };
 
@@ -141,7 +143,13 @@ export async function readConfFile(
     const read = await readIn(confDir, dir, name, maxBytes);
     if (read.kind === 'missing') return { kind: 'missing', confPath, entries: EMPTY };
     if (read.kind === 'refused')
-      return { kind: 'unreadable', confPath, reason: `${file} ${read.reason}`, entries: EMPTY };
+      return {
+        kind: 'unreadable',
+        confPath,
+        reason: `${file} ${read.reason}`,
+        entries: EMPTY,
+        ...(read.passing ? { passing: true as const } : {}),
+      };
     return snapshotOf(l, confPath, read.text, file, refuse, read.signature);
   } catch (error) {
     return { kind: 'unreadable', confPath, reason: (error as Error).message, entries: EMPTY };

@@ -197,7 +197,13 @@ export class SyncEngine {
     const removed = options.dryRun ? [] : await this.files.removeStaleTemps();
     if (removed.length > 0) this.logger.info({ removed }, 'removed temp files a crash left behind');
     const scanned = await this.files.scan();
-    const paths = new Set([...scanned, ...this.etcd.files(), ...this.base.files()]);
+    // With the files a reason names: one renamed away or removed is looked at, and its reason goes.
+    const paths = new Set([
+      ...scanned,
+      ...this.etcd.files(),
+      ...this.base.files(),
+      ...this.report.troubledFiles(),
+    ]);
     const result = await this.pass([...paths].sort(), {
       full: true,
       dryRun: options.dryRun ?? false,
@@ -316,7 +322,8 @@ export class SyncEngine {
   private async touchTree(dir: string): Promise<void> {
     const inside = (path: string) => dir === '' || path.startsWith(`${dir}/`);
     const onDisk = await this.files.scan(dir);
-    this.scheduler.touch([...onDisk, ...this.base.files(), ...this.etcd.files()].filter(inside));
+    const known = [...this.base.files(), ...this.etcd.files(), ...this.report.troubledFiles()];
+    this.scheduler.touch([...onDisk, ...known].filter(inside));
   }
 
   /**

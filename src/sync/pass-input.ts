@@ -24,7 +24,7 @@ export interface PassSources {
     lastChange(side: 'file' | 'etcd', id: string): number | undefined;
   };
   readonly report: {
-    unreadableFile(confPath: string, file: string, reason: string): void;
+    unreadableFile(confPath: string, file: string, reason: string, passing?: boolean): void;
     readableFile(confPath: string): void;
   };
 }
@@ -82,7 +82,12 @@ export function gatherInput(
           : `etcd holds a value that is not UTF-8 (or holds U+FFFD) at ${lossy}`;
     if (reason !== undefined) {
       unreadable.add(path);
-      from.report.unreadableFile(path, join(from.files.confDir, path), reason);
+      from.report.unreadableFile(
+        path,
+        join(from.files.confDir, path),
+        reason,
+        snapshot.kind === 'unreadable' && snapshot.passing === true,
+      );
     } else from.report.readableFile(path);
     for (const [key, value] of snapshot.entries) {
       files.set(key, value);

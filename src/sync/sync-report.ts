@@ -142,15 +142,29 @@ export class SyncReport {
   }
 
   /** A file that does not parse: said once per reason. */
-  unreadableFile(confPath: string, file: string, reason: string): void {
+  unreadableFile(confPath: string, file: string, reason: string, passing = false): void {
     if (this.unreadable.get(confPath) === reason) return;
     this.unreadable.set(confPath, reason);
     this.counters.parseErrors++;
-    this.logger.error({ file }, `${reason}: nothing is pushed from this file until it is fixed`);
+    if (passing)
+      this.logger.warn(
+        { file },
+        `${reason}: read again on its next change; nothing is pushed from it meanwhile`,
+      );
+    else this.logger.error({ file }, `${reason}: nothing is pushed from this file until it is fixed`);
   }
 
   readableFile(confPath: string): void {
     this.unreadable.delete(confPath);
+  }
+
+  /**
+   * Files named in a reason right now (unreadable, or failing to write or
+   * push): looked at again with their folder and by the full reconcile,
+   * whether or not they still exist, so that a reason outlives no file.
+   */
+  troubledFiles(): string[] {
+    return [...new Set([...this.unreadable.keys(), ...this.stuck.keys()])];
   }
 
   private failing(): Array<{ file: string; reason: string }> {

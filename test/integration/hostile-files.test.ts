@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { link, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { link, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
@@ -128,6 +128,22 @@ describe('hostile files in the conf dir', () => {
     await f.engine.reconcileAll();
     expect(await readdir(f.confDir)).toEqual(['last.conf']);
     expect(f.engine.status().failing).toEqual([]);
+  });
+
+  it('drops the reason of a bad file once its folder is renamed away, and names it at its new path', async () => {
+    // Found by an attack on a running daemon: /readyz stayed 503 for a path gone 11 minutes before.
+    const f = await fixture();
+    await mkdir(join(f.confDir, 'z2'));
+    await writeFile(join(f.confDir, 'z2', 'bad.conf'), 'no section header\n');
+    await f.start();
+    await waitFor(() => failing(f).some((x) => x.file === 'z2/bad.conf'));
+    await rename(join(f.confDir, 'z2'), join(f.confDir, 'z3'));
+    await waitFor(() => {
+      const files = failing(f).map((x) => x.file);
+      return !files.includes('z2/bad.conf') && files.includes('z3/bad.conf');
+    });
+    await rm(join(f.confDir, 'z3'), { recursive: true });
+    await waitFor(() => failing(f).length === 0);
   });
 
   it('writes a file whose name is 250 bytes long (its temp file name is short)', async () => {
