@@ -14,6 +14,8 @@ export interface Measured {
     paced: EtcdToFile & { cpuMsPerChange: number };
     backToBack: EtcdToFile;
     passStages: Record<string, { ms: number; n: number }>;
+    /** The paced run's alone: the target is on the paced p50, and back-to-back puts wait for the pass before. */
+    pacedPassStages: Record<string, { ms: number; n: number }>;
   };
   fileToEtcd: {
     /** Plain write -> fs.watch event, plus a put -> another client's watch event. */

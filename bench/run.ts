@@ -50,6 +50,7 @@ async function propagation(
     const atStart = await stageTotals(http);
     step(`etcd -> file, ${SAMPLES} puts ${ETCD_PACE_MS} ms apart`);
     const paced = await etcdToFilePaced({ ...common, daemonPid: daemon.pid, intervalMs: ETCD_PACE_MS });
+    const afterPaced = await stageTotals(http);
     step(`etcd -> file, ${SAMPLES} puts back-to-back`);
     const backToBack = await etcdToFileBackToBack(common);
     const afterEtcdToFile = await stageTotals(http);
@@ -59,7 +60,12 @@ async function propagation(
     const f2eBackToBack = await fileToEtcdBackToBack(common);
     const afterFileToEtcd = await stageTotals(http);
     return {
-      etcdToFile: { paced, backToBack, passStages: stageMeans(atStart, afterEtcdToFile) },
+      etcdToFile: {
+        paced,
+        backToBack,
+        passStages: stageMeans(atStart, afterEtcdToFile),
+        pacedPassStages: stageMeans(atStart, afterPaced),
+      },
       f2e: {
         paced: f2ePaced,
         backToBack: f2eBackToBack,
@@ -127,6 +133,7 @@ async function main_(): Promise<void> {
       latencyTable(m),
       '',
       `etcd -> file, mean ms per pass stage: ${stagesLine(m.etcdToFile.passStages)}`,
+      `etcd -> file, paced run only: ${stagesLine(m.etcdToFile.pacedPassStages)}`,
       `file -> etcd, mean ms per pass stage: ${stagesLine(m.fileToEtcd.passStages)}`,
       `cold catch-up: files right at ${catchUp.perFileMs.join(', ')} ms; ${Math.round(catchUp.logBytes / 1024)} KB logged`,
       ...[memory.keys10k, memory.keys100k].map(

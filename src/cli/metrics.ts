@@ -153,7 +153,7 @@ export function createMetrics(
   });
   const stages = new Histogram({
     name: `${PREFIX}pass_stage_seconds`,
-    help: 'Time spent in each step of a sync pass (wait, read, plan, to_etcd, to_file, record) and of each file write in it (staged, visible, folder_synced)',
+    help: 'Time spent in each step of a sync pass (wait after an etcd change, wait_file after a file event, read, plan, to_etcd, to_file, record) and of each file write in it (staged, visible, folder_synced)',
     labelNames: ['stage'],
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
     registers: [registry],

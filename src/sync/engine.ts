@@ -49,7 +49,8 @@ export class SyncEngine {
   private readonly foldersToTouch = new Set<string>();
   private touching: Promise<void> | undefined;
   /** When the first change since the last pass was seen (performance.now()), for the `wait` stage. */
-  private changeSeenAt: number | undefined;
+  /** The first change seen since the last pass began, and which wait it starts. */
+  private changeSeen: { at: number; stage: 'wait' | 'wait_file' } | undefined;
   private clusterId: string | undefined;
   /** The etcd revision seen when the current drain began. */
   private drainTarget = 0;
@@ -116,7 +117,7 @@ export class SyncEngine {
         this.options.confDir,
         {
           file: (path) => {
-            this.changeSeenAt ??= performance.now();
+            this.changeSeen ??= { at: performance.now(), stage: 'wait_file' };
             this.scheduler.fileChanged(path);
           },
           folder: (dir) => this.touchLater(dir),
@@ -293,7 +294,7 @@ export class SyncEngine {
     this.report.seen(batch.revision);
     this.history.saw(batch.revision);
     if (!batch.initial) {
-      this.changeSeenAt ??= performance.now();
+      this.changeSeen ??= { at: performance.now(), stage: 'wait' };
       this.scheduler.etcdChanged(changed, this.policy() === 'newest');
     }
   }
@@ -336,9 +337,9 @@ export class SyncEngine {
     how: { full: boolean; dryRun?: boolean; confDirEmpty?: boolean; settled?: boolean },
   ): Promise<PassResult> {
     // The wait: from the first change seen since the last pass to this one's start.
-    if (this.changeSeenAt !== undefined)
-      this.options.onStage?.('wait', (performance.now() - this.changeSeenAt) / 1000);
-    this.changeSeenAt = undefined;
+    if (this.changeSeen !== undefined)
+      this.options.onStage?.(this.changeSeen.stage, (performance.now() - this.changeSeen.at) / 1000);
+    this.changeSeen = undefined;
     const lap = stageClock(this.options.onStage);
     // 1. Read the files, and gather the three states of those that need a plan.
     const snapshots = await this.files.read(paths, how.full);

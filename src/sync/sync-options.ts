@@ -5,16 +5,17 @@ import type { Plan } from './plan.js';
 
 export type { SyncCounters, SyncStatus } from './sync-report.js';
 
-/** The steps of a pass, as timed by `onStage`. */
 /**
  * The steps of a pass, in order: `wait` (from the first change seen to the
- * pass's start), `read`, `plan`, `to_etcd`, `to_file` (all file writes), and
+ * pass's start, when that was an etcd change; `wait_file` when it was a
+ * file event, our own writes' included), `read`, `plan`, `to_etcd`, `to_file` (all file writes), and
  * for each file written `staged` (temp file written and fdatasynced),
  * `visible` (compared and renamed into place: readers see it from here) and
  * `folder_synced` (the rename made durable), then `record` (the base saved).
  */
 export type PassStage =
   | 'wait'
+  | 'wait_file'
   | 'read'
   | 'plan'
   | 'to_etcd'

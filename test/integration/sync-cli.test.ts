@@ -185,7 +185,18 @@ describe('link-etcd sync as a process', () => {
     expect(metrics).toMatch(/link_etcd_last_full_reconcile_timestamp_seconds [1-9]/);
     expect(metrics).toMatch(/link_etcd_process_resident_memory_bytes/);
     // Where the etcd -> file change spent its time: each step of its pass and of its file write.
-    for (const stage of ['wait', 'read', 'plan', 'to_file', 'staged', 'visible', 'folder_synced', 'record'])
+    const stages = [
+      'wait',
+      'wait_file',
+      'read',
+      'plan',
+      'to_file',
+      'staged',
+      'visible',
+      'folder_synced',
+      'record',
+    ];
+    for (const stage of stages)
       expect(metrics).toMatch(
         new RegExp(`^link_etcd_pass_stage_seconds_count\\{stage="${stage}"\\} [1-9]`, 'm'),
       );
