@@ -323,15 +323,22 @@ export async function writeIn(
   content: string,
   options: ConfinedWrite,
 ): Promise<FileSignature> {
-  // Short whatever the target's name (a name up to NAME_MAX still has room for its temp file), and
-  // naming its writer, so a restart can tell a crash's leftovers from a live write.
-  const temp = `${TEMP_MARK}${process.pid}-${randomBytes(8).toString('hex')}.tmp`;
+  const temp = tempName();
   inFlightTemps.add(temp);
   try {
     return await stageAndRename(confDir, dir, name, temp, content, options);
   } finally {
     inFlightTemps.delete(temp);
   }
+}
+
+/**
+ * A temp file name: short whatever the target's name (a name up to NAME_MAX
+ * still has room for it), and naming its writer, so a restart can tell a
+ * crash's leftovers from a live write.
+ */
+function tempName(): string {
+  return `${TEMP_MARK}${process.pid}-${randomBytes(8).toString('hex')}.tmp`;
 }
 
 /** Temp names of this process's writes in progress: never stale. */
@@ -412,7 +419,8 @@ async function undoMovedWrite(
     }
     if (options.original === undefined)
       return new UnsafePathError(shown, `${moved}: left as written; it is looked at again`);
-    const temp = `${TEMP_MARK}${process.pid}-${randomBytes(8).toString('hex')}.tmp`;
+    const temp = tempName();
+    inFlightTemps.add(temp);
     const fd = openSync(dir.at(temp), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, options.mode);
     try {
       await fillStaged(fd, options.original, options.mode, options.owner);
@@ -420,6 +428,7 @@ async function undoMovedWrite(
     } finally {
       closeSync(fd);
       await unlink(dir.at(temp)).catch(() => undefined);
+      inFlightTemps.delete(temp);
     }
     await dir.sync();
     return new UnsafePathError(shown, `${moved}: its text was put back as it was; it is looked at again`);
